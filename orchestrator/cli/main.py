@@ -1,0 +1,129 @@
+"""The ``orchestrator`` command. Thin: it calls orchestrator.service and renders.
+
+Exit codes: 0 success, 1 failure (an invalid template, a failed operation), 2 usage error.
+Heavy modules are imported inside the commands so ``--help`` and ``--version`` stay fast.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from orchestrator import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _template_options(func):
+    options = [
+        click.option("-i", "--inputs", "input_files", multiple=True, metavar="FILE",
+                     help="YAML file of input values (repeatable; later files win)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Set one input (repeatable; wins over -i). VALUE is read as YAML."),
+        click.option("--import-map", "import_maps", multiple=True, metavar="FILE",
+                     help="Extra URL -> local file map for remote imports (repeatable)."),
+        click.option("--allow-remote-imports", is_flag=True,
+                     help="Fetch remote imports that no map covers (off: no network access)."),
+        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True, help="Output format."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="orchestrator")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """TOSCA orchestrator: validate, inspect and deploy TOSCA templates for research
+    infrastructures (GPUs, InfiniBand, CVMFS, ML clusters)."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@click.argument("template")
+@_template_options
+def validate(template, input_files, sets, import_maps, allow_remote_imports, fmt):
+    """Validate TEMPLATE (a file, a CSAR archive or a catalogue name).
+
+    Exit status 0 when valid, 1 when invalid, 2 on usage errors."""
+    from orchestrator import service
+    from orchestrator.cli import render
+
+    report = service.validate(template, input_files, sets, import_maps, allow_remote_imports)
+    if fmt == "json":
+        click.echo(json.dumps(render.validation_json(report), indent=2))
+    else:
+        click.echo(render.validation_text(report), err=not report.valid)
+    sys.exit(EXIT_OK if report.valid else EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("template")
+@_template_options
+def inspect(template, input_files, sets, import_maps, allow_remote_imports, fmt):
+    """Show the resolved topology of TEMPLATE: nodes, hosting, compute requirements,
+    dependency order, inputs and outputs (secrets masked)."""
+    from orchestrator import service
+    from orchestrator.cli import render
+
+    report = service.validate(template, input_files, sets, import_maps, allow_remote_imports)
+    if fmt == "json":
+        click.echo(json.dumps(render.validation_json(report, with_topology=True), indent=2))
+    elif report.valid:
+        warnings = render.diagnostics_text(report.diagnostics)
+        if warnings:
+            click.echo(warnings, err=True)
+        click.echo(render.topology_text(report.topology))
+    else:
+        click.echo(render.validation_text(report), err=True)
+    sys.exit(EXIT_OK if report.valid else EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def catalogue(fmt):
+    """List the catalogue templates with their descriptions and inputs."""
+    from orchestrator import service
+    from orchestrator.cli import render
+
+    entries = service.catalogue()
+    if fmt == "json":
+        click.echo(json.dumps(render.catalogue_json(entries), indent=2))
+    else:
+        click.echo(render.catalogue_text(entries))
+    sys.exit(EXIT_OK if all(e.valid for e in entries) else EXIT_FAILED)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one place where errors become messages and exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_FAILED)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: no traceback unless --debug
+        from orchestrator.errors import OrchestratorError
+
+        if debug:
+            raise
+        if isinstance(exc, OrchestratorError):
+            click.echo(f"error: {exc}", err=True)
+        else:
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+                       "traceback, and please report it)", err=True)
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,706 @@
+"""Parsed, validated service templates.
+
+``Template.build`` takes the loaded source documents and the input values and
+produces node templates whose properties are evaluated and type-checked, with every
+problem recorded as a Diagnostic pointing at file, line and column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
+from orchestrator.tosca.functions import MISSING, Evaluator, Scope
+from orchestrator.tosca.imports import SourceDoc
+from orchestrator.tosca.types import SECTIONS, TypeRegistry
+from orchestrator.tosca.values import Checker
+from orchestrator.tosca.yamlsource import Mapping, where
+
+SUPPORTED_VERSIONS = ("tosca_simple_yaml_1_0", "tosca_simple_yaml_1_1",
+                      "tosca_simple_yaml_1_2", "tosca_simple_yaml_1_3")
+TOP_LEVEL = {"tosca_definitions_version", "tosca_default_namespace", "template_name",
+             "template_author", "template_version", "namespace", "metadata", "description",
+             "dsl_definitions", "repositories", "imports", "topology_template", *SECTIONS}
+TOPOLOGY_KEYS = {"description", "inputs", "node_templates", "relationship_templates", "groups",
+                 "policies", "outputs", "substitution_mappings", "workflows"}
+NODE_KEYS = {"type", "description", "metadata", "directives", "properties", "attributes",
+             "requirements", "capabilities", "interfaces", "artifacts", "node_filter", "copy"}
+HOSTED_ON = "tosca.relationships.HostedOn"
+
+
+@dataclass
+class InputDef:
+    name: str
+    schema: Mapping
+    loc: Location
+    value: Any = None
+    provided: bool = False
+
+    @property
+    def description(self) -> str | None:
+        text = self.schema.get("description")
+        return text.strip() if isinstance(text, str) else None
+
+
+@dataclass
+class Requirement:
+    name: str
+    target: str | None
+    capability: str | None
+    relationship: str | None
+    properties: dict = field(default_factory=dict)
+    interfaces: dict = field(default_factory=dict)
+    loc: Location = Location("")
+
+
+@dataclass
+class NodeTemplate:
+    name: str
+    type: str
+    raw: Mapping
+    loc: Location
+    properties: dict = field(default_factory=dict)
+    capabilities: dict = field(default_factory=dict)
+    requirements: list[Requirement] = field(default_factory=list)
+    interfaces: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+
+
+def _mapping(data, key: str, diags: Diagnostics, node: str | None = None) -> Mapping:
+    value = data.get(key) if isinstance(data, dict) else None
+    if value is None:
+        empty = Mapping()
+        empty.loc = where(data, key)
+        return empty
+    if not isinstance(value, dict):
+        diags.error("wrong-type", f"'{key}' must be a mapping", where(data, key), node=node)
+        empty = Mapping()
+        empty.loc = where(data, key)
+        return empty
+    return value
+
+
+class Template:
+    def __init__(self, docs: list[SourceDoc], diagnostics: Diagnostics):
+        self.docs = docs
+        self.diagnostics = diagnostics
+        self.root = docs[0].data
+        self.file = docs[0].name
+        self.registry = TypeRegistry(diagnostics)
+        self.version: str | None = None
+        self.description: str | None = None
+        self.metadata: dict = {}
+        self.inputs: dict[str, InputDef] = {}
+        self.nodes: dict[str, NodeTemplate] = {}
+        self.relationship_templates: dict[str, Mapping] = {}
+        self.groups: dict[str, dict] = {}
+        self.policies: list[dict] = []
+        self.outputs: dict[str, dict] = {}
+        self._props: dict[tuple, Any] = {}
+        self._in_progress: set = set()
+        self._by_type: dict[str, list[str]] = {}
+        self.evaluator = Evaluator(self)
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, given_inputs: dict[str, tuple[Any, Location]]) -> "Template":
+        self._check_header()
+        for doc in self.docs:
+            self.registry.add_document(doc.data, prefix=doc.namespace_prefix)
+        self.registry.check()
+        topology = _mapping(self.root, "topology_template", self.diagnostics)
+        for key in topology:
+            if key not in TOPOLOGY_KEYS:
+                self.diagnostics.error("unknown-section", f"'{key}' is not a topology_template "
+                                       "section", where(topology, key),
+                                       hint=did_you_mean(key, TOPOLOGY_KEYS))
+        self.description = topology.get("description") or self.root.get("description")
+        self._read_inputs(_mapping(topology, "inputs", self.diagnostics), given_inputs)
+        self.relationship_templates = dict(_mapping(topology, "relationship_templates",
+                                                    self.diagnostics))
+        nodes = _mapping(topology, "node_templates", self.diagnostics)
+        for name, body in nodes.items():
+            self._read_node(str(name), body, where(nodes, name))
+        for node in self.nodes.values():
+            self._read_requirements(node)
+        for node in self.nodes.values():
+            self._evaluate_node(node)
+        self._read_groups(_mapping(topology, "groups", self.diagnostics))
+        self._read_policies(topology)
+        self._read_outputs(_mapping(topology, "outputs", self.diagnostics))
+        return self
+
+    def _check_header(self) -> None:
+        root = self.root
+        version = root.get("tosca_definitions_version")
+        if version is None:
+            self.diagnostics.error("missing-version", "tosca_definitions_version is missing "
+                                   f"(one of {', '.join(SUPPORTED_VERSIONS)})",
+                                   Location(self.file, 1, 1))
+        elif version not in SUPPORTED_VERSIONS:
+            self.diagnostics.error("unsupported-version", f"unsupported version {version!r}",
+                                   where(root, "tosca_definitions_version"),
+                                   hint=did_you_mean(str(version), SUPPORTED_VERSIONS)
+                                   or f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+        self.version = version if isinstance(version, str) else None
+        for doc in self.docs:
+            for key in doc.data:
+                if key not in TOP_LEVEL:
+                    self.diagnostics.error("unknown-section", f"'{key}' is not a TOSCA section",
+                                           where(doc.data, key), hint=did_you_mean(key, TOP_LEVEL))
+        metadata = root.get("metadata")
+        self.metadata = dict(metadata) if isinstance(metadata, dict) else {}
+        for key in ("template_name", "template_author", "template_version"):
+            if key in root and key not in self.metadata:
+                self.metadata[key] = root[key]
+
+    def _read_inputs(self, inputs: Mapping, given: dict[str, tuple[Any, Location]]) -> None:
+        checker = Checker(self.registry, self.diagnostics)
+        for name, schema in inputs.items():
+            loc = where(inputs, name)
+            if not isinstance(schema, dict):
+                self.diagnostics.error("wrong-type", f"input '{name}' must be a mapping with a "
+                                       "type", loc)
+                continue
+            definition = InputDef(str(name), schema, loc)
+            self.inputs[str(name)] = definition
+            if name in given:
+                value, given_loc = given[name]
+                definition.value = checker.check(value, schema, f"input '{name}'", given_loc)
+                definition.provided = True
+            elif "default" in schema:
+                definition.value = checker.check(schema["default"], schema, f"input '{name}'",
+                                                 where(schema, "default", loc))
+            elif schema.get("required", True) is not False:
+                described = f": {definition.description}" if definition.description else ""
+                self.diagnostics.error("missing-input", f"required input '{name}' has no value "
+                                       f"and no default{described}", loc,
+                                       hint=f"pass it with --set {name}=VALUE or -i inputs.yaml")
+        for name, (_value, given_loc) in given.items():
+            if name not in inputs:
+                self.diagnostics.warning("unknown-input", f"input '{name}' is not declared by "
+                                         "the template; it is ignored", given_loc,
+                                         hint=did_you_mean(name, inputs))
+
+    def _read_node(self, name: str, body, loc: Location) -> None:
+        diags = self.diagnostics
+        if not isinstance(body, dict):
+            diags.error("wrong-type", "a node template must be a mapping", loc, node=name)
+            return
+        for key in body:
+            if key not in NODE_KEYS:
+                diags.error("unknown-section", f"'{key}' is not a node template field",
+                            where(body, key, loc), node=name, hint=did_you_mean(key, NODE_KEYS))
+        type_name = body.get("type")
+        if type_name is None:
+            diags.error("missing-field", "node template has no 'type'", loc, node=name)
+            return
+        canonical = self.registry.resolve("node_types", type_name)
+        if canonical is None:
+            diags.error("unknown-type", f"unknown node type '{type_name}'",
+                        where(body, "type", loc), node=name,
+                        hint=self.registry.suggest("node_types", type_name))
+            return
+        node = NodeTemplate(name, canonical, body, loc)
+        self.nodes[name] = node
+        for ancestor in self.registry.chain("node_types", canonical):
+            self._by_type.setdefault(ancestor, []).append(name)
+        prop_defs = self.registry.properties("node_types", canonical)
+        props = _mapping(body, "properties", diags, name)
+        for key in props:
+            if key not in prop_defs:
+                diags.error("unknown-property", f"property '{key}' is not defined for "
+                            f"{canonical}", where(props, key, loc), node=name,
+                            hint=did_you_mean(key, prop_defs))
+        self._read_capabilities(node)
+        self._read_interfaces(node, "node_types", canonical, _mapping(body, "interfaces", diags,
+                                                                        name), node.interfaces)
+        self._read_artifacts(node)
+
+    def _read_capabilities(self, node: NodeTemplate) -> None:
+        diags = self.diagnostics
+        cap_defs = self.registry.capabilities(node.type)
+        caps = _mapping(node.raw, "capabilities", diags, node.name)
+        for cap_name, body in caps.items():
+            loc = where(caps, cap_name, node.loc)
+            if cap_name not in cap_defs:
+                diags.error("unknown-capability", f"capability '{cap_name}' is not defined for "
+                            f"{node.type}", loc, node=node.name,
+                            hint=did_you_mean(cap_name, cap_defs))
+                continue
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                diags.error("wrong-type", f"capability '{cap_name}' must be a mapping", loc,
+                            node=node.name)
+                continue
+            for key in body:
+                if key not in ("properties", "attributes"):
+                    diags.error("unknown-section", f"'{key}' is not a capability field",
+                                where(body, key, loc), node=node.name,
+                                hint=did_you_mean(key, ["properties", "attributes"]))
+            defs = self._capability_property_defs(node.type, cap_name)
+            props = _mapping(body, "properties", diags, node.name)
+            for key in props:
+                if key not in defs:
+                    diags.error("unknown-property", f"property '{key}' is not defined for "
+                                f"capability '{cap_name}' ({cap_defs[cap_name].get('type')})",
+                                where(props, key, loc), node=node.name,
+                                hint=did_you_mean(key, defs))
+
+    def _capability_property_defs(self, node_type: str, cap_name: str) -> dict:
+        cap_def = self.registry.capabilities(node_type).get(cap_name) or {}
+        cap_type = self.registry.resolve("capability_types", cap_def.get("type"))
+        defs = dict(self.registry.properties("capability_types", cap_type)) if cap_type else {}
+        overrides = cap_def.get("properties")
+        if isinstance(overrides, dict):
+            for key, value in overrides.items():
+                if isinstance(value, dict) and isinstance(defs.get(key), dict):
+                    merged = dict(defs[key])
+                    merged.update(value)
+                    defs[key] = merged
+                elif isinstance(value, dict):
+                    defs[key] = value
+        return defs
+
+    def _read_interfaces(self, node, section: str, type_name: str, given: Mapping,
+                         out: dict) -> None:
+        """Merge operation definitions from the type and the template into ``out``."""
+        diags = self.diagnostics
+        type_ifaces = self.registry.interfaces(section, type_name)
+        for iface_name in set(type_ifaces) | set(given):
+            type_def = type_ifaces.get(iface_name)
+            body = given.get(iface_name)
+            loc = where(given, iface_name, node.loc)
+            if type_def is None:
+                iface_type = self.registry.resolve("interface_types", iface_name)
+                if iface_type is None and isinstance(body, dict):
+                    iface_type = self.registry.resolve("interface_types", body.get("type"))
+                if iface_type is None:
+                    diags.error("unknown-interface", f"interface '{iface_name}' is not defined "
+                                f"for {type_name}", loc, node=node.name,
+                                hint=did_you_mean(iface_name, type_ifaces))
+                    continue
+                type_def = {"type": iface_type}
+            if body is not None and not isinstance(body, dict):
+                diags.error("wrong-type", f"interface '{iface_name}' must be a mapping", loc,
+                            node=node.name)
+                continue
+            allowed = self._operations_of(type_def)
+            ops: dict = {}
+            for source in (type_def, body or {}):
+                for op_name, op_body in _operation_items(source):
+                    if op_name not in allowed and source is body:
+                        diags.error("unknown-operation", f"operation '{op_name}' is not part "
+                                    f"of interface '{iface_name}'", where(source, op_name, loc),
+                                    node=node.name, hint=did_you_mean(op_name, allowed))
+                        continue
+                    ops[op_name] = _merge_operation(ops.get(op_name), op_body,
+                                                    where(source, op_name, loc))
+            if ops:
+                out[iface_name] = ops
+
+    def _operations_of(self, iface_def: dict) -> set[str]:
+        ops = {name for name, _ in _operation_items(iface_def)}
+        iface_type = iface_def.get("type") if isinstance(iface_def, dict) else None
+        if isinstance(iface_type, str):
+            ops |= self.registry.interface_operations(self.registry.resolve(
+                "interface_types", iface_type) or iface_type)
+        return ops
+
+    def _read_artifacts(self, node: NodeTemplate) -> None:
+        merged = dict(self.registry.merged("node_types", node.type, "artifacts"))
+        given = _mapping(node.raw, "artifacts", self.diagnostics, node.name)
+        merged.update(given)
+        for name, body in merged.items():
+            art_type = body.get("type") if isinstance(body, dict) else None
+            if art_type is not None and self.registry.resolve("artifact_types", art_type) is None:
+                self.diagnostics.error("unknown-type", f"artifact '{name}' has unknown type "
+                                       f"'{art_type}'", where(body, "type",
+                                                              where(given, name, node.loc)),
+                                       node=node.name,
+                                       hint=self.registry.suggest("artifact_types", art_type))
+            node.artifacts[name] = body if isinstance(body, dict) else {"file": body}
+
+    # -- requirements ------------------------------------------------------------------------
+    def _read_requirements(self, node: NodeTemplate) -> None:
+        diags = self.diagnostics
+        reqs = node.raw.get("requirements")
+        if reqs is None:
+            return
+        if not isinstance(reqs, list):
+            diags.error("wrong-type", "'requirements' must be a list of single-key mappings",
+                        where(node.raw, "requirements", node.loc), node=node.name)
+            return
+        req_defs = self.registry.requirements(node.type)
+        for index, entry in enumerate(reqs):
+            loc = where(reqs, index, node.loc)
+            if not isinstance(entry, dict) or len(entry) != 1:
+                diags.error("wrong-type", "a requirement must be a single-key mapping", loc,
+                            node=node.name)
+                continue
+            req_name, body = next(iter(entry.items()))
+            loc = where(entry, req_name, loc)
+            definition = req_defs.get(req_name)
+            if definition is None:
+                diags.error("unknown-requirement", f"requirement '{req_name}' is not defined for "
+                            f"{node.type}", loc, node=node.name,
+                            hint=did_you_mean(req_name, req_defs))
+                continue
+            requirement = self._requirement(node, str(req_name), body, definition, loc)
+            if requirement is not None:
+                node.requirements.append(requirement)
+
+    def _requirement(self, node, name: str, body, definition: dict, loc: Location):
+        diags = self.diagnostics
+        if isinstance(body, str):
+            body = {"node": body}
+        if not isinstance(body, dict):
+            diags.error("wrong-type", f"requirement '{name}' must name a node or be a mapping",
+                        loc, node=node.name)
+            return None
+        target = body.get("node", definition.get("node"))
+        capability = body.get("capability", definition.get("capability"))
+        relationship = body.get("relationship", definition.get("relationship"))
+        rel_props: dict = {}
+        rel_ifaces: Mapping = Mapping()
+        if isinstance(relationship, dict):
+            rel_props = relationship.get("properties") or {}
+            rel_ifaces = relationship.get("interfaces") or Mapping()
+            relationship = relationship.get("type")
+        if isinstance(relationship, str) and relationship in self.relationship_templates:
+            template = self.relationship_templates[relationship]
+            if isinstance(template, dict):
+                rel_props = template.get("properties") or {}
+                rel_ifaces = template.get("interfaces") or Mapping()
+                relationship = template.get("type")
+        rel_type = None
+        if relationship is not None:
+            rel_type = self.registry.resolve("relationship_types", relationship)
+            if rel_type is None:
+                diags.error("unknown-type", f"requirement '{name}' uses unknown relationship "
+                            f"'{relationship}'", loc, node=node.name,
+                            hint=self.registry.suggest("relationship_types", relationship))
+        target_name = self._target(node, name, target, body, loc)
+        result = Requirement(name, target_name, capability if isinstance(capability, str)
+                             else None, rel_type, rel_props if isinstance(rel_props, dict) else {},
+                             {}, loc)
+        if target_name is not None:
+            self._check_target(node, result, definition, loc)
+        if rel_type and isinstance(rel_ifaces, dict):
+            holder = NodeTemplate(node.name, rel_type, Mapping(), loc)
+            self._read_interfaces(holder, "relationship_types", rel_type, rel_ifaces,
+                                  result.interfaces)
+        return result
+
+    def _target(self, node, name: str, target, body: dict, loc: Location) -> str | None:
+        if target is None:
+            return None
+        if not isinstance(target, str):
+            self.diagnostics.error("wrong-type", f"requirement '{name}': 'node' must be a name",
+                                   loc, node=node.name)
+            return None
+        if target in self.nodes:
+            return target
+        node_type = self.registry.resolve("node_types", target)
+        if node_type is not None:  # an abstract requirement: pick the only node of that type
+            candidates = [n for n in self._by_type.get(node_type, []) if n != node.name]
+            if len(candidates) == 1:
+                return candidates[0]
+            if "node" in body:
+                self.diagnostics.warning(
+                    "unresolved-reference", f"requirement '{name}' asks for a node of type "
+                    f"{node_type}; {len(candidates)} node templates match, none chosen",
+                    loc, node=node.name)
+            return None
+        self.diagnostics.error("unknown-node", f"requirement '{name}' refers to node '{target}', "
+                               "which does not exist", where(body, "node", loc), node=node.name,
+                               hint=did_you_mean(target, self.nodes))
+        return None
+
+    def _check_target(self, node, requirement: Requirement, definition: dict,
+                      loc: Location) -> None:
+        target = self.nodes[requirement.target]
+        wanted_node = definition.get("node")
+        if isinstance(wanted_node, str) and self.registry.resolve("node_types", wanted_node) and \
+                not self.registry.is_a("node_types", target.type, wanted_node):
+            self.diagnostics.error(
+                "requirement-mismatch", f"requirement '{requirement.name}' needs a node of type "
+                f"{wanted_node}; '{target.name}' is a {target.type}", loc, node=node.name)
+            return
+        capability = requirement.capability
+        if capability and self.registry.capability_offers(target.type, capability) is None:
+            self.diagnostics.error(
+                "requirement-mismatch", f"requirement '{requirement.name}' needs capability "
+                f"{capability}, which '{target.name}' ({target.type}) does not offer", loc,
+                node=node.name)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def _evaluate_node(self, node: NodeTemplate) -> None:
+        for prop in self.registry.properties("node_types", node.type):
+            value = self._node_property(node, prop, node.loc)
+            if value is not MISSING:
+                node.properties[prop] = value
+        caps = node.raw.get("capabilities") if isinstance(node.raw.get("capabilities"),
+                                                          dict) else {}
+        for cap_name in self.registry.capabilities(node.type):
+            values = {}
+            for prop in self._capability_property_defs(node.type, cap_name):
+                value = self._capability_property(node, cap_name, prop, node.loc)
+                if value is not MISSING:
+                    values[prop] = value
+            if values or cap_name in caps:
+                node.capabilities[cap_name] = values
+        scope = Scope(self_node=node.name)
+        for ops in node.interfaces.values():
+            for op in ops.values():
+                op["inputs"] = self.evaluator.evaluate(op.get("inputs") or {}, scope, op["loc"])
+        for requirement in node.requirements:
+            rel_scope = Scope(self_node=node.name, source=node.name, target=requirement.target)
+            requirement.properties = self.evaluator.evaluate(requirement.properties, rel_scope,
+                                                             requirement.loc)
+            for ops in requirement.interfaces.values():
+                for op in ops.values():
+                    op["inputs"] = self.evaluator.evaluate(op.get("inputs") or {}, rel_scope,
+                                                           op["loc"])
+
+    def _compute(self, key: tuple, node: NodeTemplate, given: dict, schema, name: str,
+                 loc: Location):
+        if key in self._props:
+            return self._props[key]
+        if key in self._in_progress:
+            self.diagnostics.error("function-cycle", f"{name} of '{node.name}' depends on "
+                                   "itself through get_property", loc, node=node.name)
+            return None
+        if name in given:
+            raw, at = given[name], where(given, name, node.loc)
+        elif isinstance(schema, dict) and "default" in schema:
+            raw, at = schema["default"], where(schema, "default", node.loc)
+        elif isinstance(schema, dict) and schema.get("required", True) is not False:
+            self.diagnostics.error("missing-property", f"required property '{name}' has no value",
+                                   node.loc, node=node.name)
+            self._props[key] = None
+            return None
+        else:
+            self._props[key] = MISSING
+            return MISSING
+        self._in_progress.add(key)
+        value = self.evaluator.evaluate(raw, Scope(self_node=node.name), at)
+        value = Checker(self.registry, self.diagnostics, node.name).check(value, schema, name, at)
+        self._in_progress.discard(key)
+        self._props[key] = value
+        return value
+
+    def _node_property(self, node: NodeTemplate, prop: str, loc: Location):
+        schema = self.registry.properties("node_types", node.type).get(prop)
+        if schema is None:
+            return MISSING
+        given = node.raw.get("properties") if isinstance(node.raw.get("properties"),
+                                                         dict) else {}
+        return self._compute((node.name, None, prop), node, given, schema, prop, loc)
+
+    def _capability_property(self, node: NodeTemplate, cap: str, prop: str, loc: Location):
+        schema = self._capability_property_defs(node.type, cap).get(prop)
+        if schema is None:
+            return MISSING
+        caps = node.raw.get("capabilities")
+        body = caps.get(cap) if isinstance(caps, dict) else None
+        given = body.get("properties") if isinstance(body, dict) else None
+        given = given if isinstance(given, dict) else {}
+        return self._compute((node.name, cap, prop), node, given, schema, prop, loc)
+
+    # -- functions.Context --------------------------------------------------------------------
+    def input_value(self, name: str, loc: Location, node: str | None):
+        definition = self.inputs.get(name)
+        if definition is None:
+            self.diagnostics.error("undefined-input", f"get_input refers to input '{name}', "
+                                   "which is not declared", loc, node=node,
+                                   hint=did_you_mean(name, self.inputs))
+            return None
+        return definition.value
+
+    def node_exists(self, name: str) -> bool:
+        return name in self.nodes
+
+    def node_names(self) -> list[str]:
+        return list(self.nodes)
+
+    def host_of(self, node: str | None) -> str | None:
+        template = self.nodes.get(node) if node else None
+        if template is None:
+            return None
+        for requirement in template.requirements:
+            if requirement.target and (requirement.name == "host" or (
+                    requirement.relationship and self.registry.is_a(
+                        "relationship_types", requirement.relationship, HOSTED_ON))):
+                return requirement.target
+        return None
+
+    def property_of(self, node: str, path: list, loc: Location, self_node: str | None):
+        template = self.nodes[node]
+        if not path or not isinstance(path[0], str):
+            return MISSING
+        prop_defs = self.registry.properties("node_types", template.type)
+        head = path[0]
+        if len(path) >= 2 and head not in prop_defs:
+            if head in self.registry.capabilities(template.type):
+                value = self._capability_property(template, head, path[1], loc)
+                return self._walk(value, path[2:])
+            for requirement in template.requirements:
+                if requirement.name == head and requirement.target:
+                    return self.property_of(requirement.target, path[1:], loc, self_node)
+        value = self._node_property(template, head, loc)
+        return self._walk(value, path[1:])
+
+    @staticmethod
+    def _walk(value, rest: list):
+        for step in rest:
+            if value is MISSING:
+                return MISSING
+            if isinstance(value, dict) and step in value:
+                value = value[step]
+            elif isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(
+                    value):
+                value = value[step]
+            else:
+                return MISSING
+        return value
+
+    def attribute_declared(self, node: str, path: list) -> bool:
+        template = self.nodes[node]
+        if not path or not isinstance(path[0], str):
+            return False
+        head = path[0]
+        section_items = (self.registry.attributes("node_types", template.type),
+                         self.registry.properties("node_types", template.type))
+        if any(head in items for items in section_items):
+            return True
+        caps = self.registry.capabilities(template.type)
+        if head in caps and len(path) >= 2:
+            cap_type = self.registry.resolve("capability_types", caps[head].get("type"))
+            if cap_type is None:
+                return False
+            return path[1] in self.registry.attributes("capability_types", cap_type) or \
+                path[1] in self.registry.properties("capability_types", cap_type)
+        return any(r.name == head for r in template.requirements)
+
+    def operation_declared(self, node: str, interface: str, operation: str) -> bool:
+        ops = self.nodes[node].interfaces.get(interface)
+        if ops is None:
+            full = self.registry.resolve("interface_types", interface)
+            ops = next((o for name, o in self.nodes[node].interfaces.items()
+                        if self.registry.resolve("interface_types", name) == full), None)
+        return bool(ops) and operation in ops
+
+    def nodes_of_type(self, type_name: str) -> list[str]:
+        return list(self._by_type.get(self.registry.resolve("node_types", type_name) or "", []))
+
+    # -- groups, policies, outputs ------------------------------------------------------------
+    def _read_groups(self, groups: Mapping) -> None:
+        for name, body in groups.items():
+            loc = where(groups, name)
+            if not isinstance(body, dict):
+                self.diagnostics.error("wrong-type", f"group '{name}' must be a mapping", loc)
+                continue
+            self._check_type_ref("group_types", body, loc, f"group '{name}'")
+            members = body.get("members") or []
+            for member in members if isinstance(members, list) else []:
+                if member not in self.nodes:
+                    self.diagnostics.error("unknown-target", f"group '{name}' member '{member}' "
+                                           "is not a node template", where(body, "members", loc),
+                                           hint=did_you_mean(member, self.nodes))
+            self.groups[str(name)] = {"type": body.get("type"), "members": list(members) if
+                                      isinstance(members, list) else [],
+                                      "properties": dict(body.get("properties") or {})}
+
+    def _read_policies(self, topology: Mapping) -> None:
+        policies = topology.get("policies")
+        if policies is None:
+            return
+        entries = policies.items() if isinstance(policies, dict) else (
+            (next(iter(p.items())) if isinstance(p, dict) and len(p) == 1 else (None, p))
+            for p in (policies if isinstance(policies, list) else []))
+        if not isinstance(policies, (list, dict)):
+            self.diagnostics.error("wrong-type", "'policies' must be a list", where(topology,
+                                                                                      "policies"))
+        for name, body in entries:
+            loc = where(policies, name) if isinstance(policies, dict) else where(topology,
+                                                                                  "policies")
+            if name is None or not isinstance(body, dict):
+                self.diagnostics.error("wrong-type", "a policy must be {name: {type, targets, "
+                                       "properties}}", loc)
+                continue
+            loc = body.loc if isinstance(body, Mapping) else loc
+            type_name = self._check_type_ref("policy_types", body, loc, f"policy '{name}'")
+            targets = body.get("targets") or []
+            for target in targets if isinstance(targets, list) else []:
+                if target not in self.nodes and target not in self.groups:
+                    self.diagnostics.error("unknown-target", f"policy '{name}' target "
+                                           f"'{target}' is not a node template or group",
+                                           where(body, "targets", loc),
+                                           hint=did_you_mean(target, list(self.nodes)
+                                                             + list(self.groups)))
+            props = self.evaluator.evaluate(body.get("properties") or {}, Scope(), loc)
+            if type_name and isinstance(props, dict):
+                defs = self.registry.properties("policy_types", type_name)
+                checker = Checker(self.registry, self.diagnostics)
+                for key in props:
+                    if key not in defs:
+                        self.diagnostics.error("unknown-property", f"policy '{name}': property "
+                                               f"'{key}' is not defined for {type_name}",
+                                               where(body.get("properties"), key, loc),
+                                               hint=did_you_mean(key, defs))
+                    else:
+                        props[key] = checker.check(props[key], defs[key], key, loc)
+            self.policies.append({"name": str(name), "type": type_name, "targets":
+                                  list(targets) if isinstance(targets, list) else [],
+                                  "properties": props, "loc": loc})
+
+    def _check_type_ref(self, section: str, body: dict, loc: Location, what: str) -> str | None:
+        type_name = body.get("type")
+        resolved = self.registry.resolve(section, type_name)
+        if resolved is None:
+            self.diagnostics.error("unknown-type" if type_name else "missing-field",
+                                   f"{what} has unknown type '{type_name}'" if type_name else
+                                   f"{what} has no type", where(body, "type", loc),
+                                   hint=self.registry.suggest(section, type_name))
+        return resolved
+
+    def _read_outputs(self, outputs: Mapping) -> None:
+        for name, body in outputs.items():
+            loc = where(outputs, name)
+            if not isinstance(body, dict) or "value" not in body:
+                self.diagnostics.error("missing-value", f"output '{name}' has no value", loc)
+                continue
+            value = self.evaluator.evaluate(body["value"], Scope(), where(body, "value", loc))
+            self.outputs[str(name)] = {"description": body.get("description"), "value": value}
+
+
+def _operation_items(source) -> list[tuple[str, Any]]:
+    if not isinstance(source, dict):
+        return []
+    items = []
+    for key, value in source.items():
+        if key == "operations" and isinstance(value, dict):
+            items.extend(value.items())
+        elif key not in ("type", "inputs", "description", "derived_from", "notifications",
+                         "operations", "version", "metadata"):
+            items.append((key, value))
+    return items
+
+
+def _merge_operation(current: dict | None, body, loc: Location) -> dict:
+    result = dict(current or {"implementation": None, "inputs": {}, "loc": loc})
+    if isinstance(body, str):
+        result["implementation"] = body
+    elif isinstance(body, dict):
+        implementation = body.get("implementation")
+        if isinstance(implementation, dict):
+            implementation = implementation.get("primary")
+        if implementation is not None:
+            result["implementation"] = implementation
+        inputs = dict(result.get("inputs") or {})
+        if isinstance(body.get("inputs"), dict):
+            inputs.update(body["inputs"])
+        result["inputs"] = inputs
+    result["loc"] = loc
+    return result

@@ -1,0 +1,249 @@
+"""Type and constraint checking of property, attribute and input values.
+
+Primitive types and TOSCA scalar units are checked here; constraint semantics and
+scalar-unit arithmetic come from tosca-parser (``toscaparser.elements``).
+"""
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+import toscaparser.functions  # noqa: F401  (tosca-parser's constraints need it imported)
+from toscaparser.elements import constraints as tp_constraints
+from toscaparser.elements import scalarunit as tp_scalar
+
+from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
+from orchestrator.tosca.types import PRIMITIVE_TYPES, TypeRegistry
+from orchestrator.tosca.yamlsource import where
+
+_SCALARS = {
+    "scalar-unit.size": tp_scalar.ScalarUnit_Size,
+    "scalar-unit.time": tp_scalar.ScalarUnit_Time,
+    "scalar-unit.frequency": tp_scalar.ScalarUnit_Frequency,
+}
+if hasattr(tp_scalar, "ScalarUnit_Bitrate"):
+    _SCALARS["scalar-unit.bitrate"] = tp_scalar.ScalarUnit_Bitrate
+
+_VERSION = re.compile(r"^\d+(\.\d+){0,2}(\.[A-Za-z0-9_]+(-\d+)?)?$")
+_CONSTRAINT_CACHE: dict[tuple, object] = {}
+
+
+def is_deferred(value) -> bool:
+    """True when the value contains a function that can only be resolved later."""
+    from orchestrator.tosca.functions import Deferred
+
+    if isinstance(value, Deferred):
+        return True
+    if isinstance(value, dict):
+        return any(is_deferred(v) for v in value.values())
+    if isinstance(value, list):
+        return any(is_deferred(v) for v in value)
+    return False
+
+
+def scalar_to(value, type_name: str, unit: str) -> float | None:
+    """Convert a scalar-unit string ("8 GB") into ``unit``; None when not convertible."""
+    cls = _SCALARS.get(type_name)
+    if cls is None or value is None:
+        return None
+    try:
+        return float(cls(value).get_num_from_scalar_unit(unit))
+    except Exception:  # tosca-parser raises plain ValueError and friends
+        return None
+
+
+@dataclass
+class Checker:
+    registry: TypeRegistry
+    diagnostics: Diagnostics
+    node: str | None = None
+
+    def check(self, value, schema: dict, name: str, loc: Location):
+        """Check ``value`` against a property/attribute/input definition; return it normalised."""
+        type_name = schema.get("type") if isinstance(schema, dict) else None
+        if not isinstance(type_name, str):
+            return value
+        if value is None or is_deferred(value):
+            return value
+        value = self.check_type(value, type_name, schema, name, loc)
+        self.check_constraints(value, type_name, schema.get("constraints"), name, loc)
+        return value
+
+    # -- types ------------------------------------------------------------------------------
+    def _mismatch(self, value, type_name: str, name: str, loc: Location):
+        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        self.diagnostics.error("type-mismatch", f"'{name}' must be of type {type_name}, got "
+                               f"{shown}", loc, node=self.node)
+
+    def check_type(self, value, type_name: str, schema: dict, name: str, loc: Location):
+        if type_name in PRIMITIVE_TYPES:
+            return self._check_primitive(value, type_name, schema, name, loc)
+        if type_name in ("tosca.datatypes.json", "tosca.datatypes.xml", "json", "xml"):
+            return value
+        datatype = self.registry.get("data_types", type_name)
+        if datatype is None:
+            self.diagnostics.error("unknown-type", f"'{name}' has unknown data type "
+                                   f"'{type_name}'", where(schema, "type", loc), node=self.node,
+                                   hint=self.registry.suggest("data_types", type_name))
+            return value
+        chain = self.registry.chain("data_types", datatype.name)
+        base = self.registry.types["data_types"][chain[-1]].parent
+        if base in PRIMITIVE_TYPES:  # a data type derived from a primitive, with constraints
+            value = self._check_primitive(value, base, schema, name, loc)
+            for type_name_ in chain:
+                definition = self.registry.types["data_types"][type_name_].data
+                self.check_constraints(value, base, definition.get("constraints"), name, loc)
+            return value
+        return self._check_complex(value, datatype.name, name, loc)
+
+    def _check_primitive(self, value, type_name: str, schema: dict, name: str, loc: Location):
+        if type_name == "string":
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                self._mismatch(value, type_name, name, loc)
+                return value
+            return value if isinstance(value, str) else str(value)
+        if type_name == "integer":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,30}", value.strip()):
+                return int(value)
+            self._mismatch(value, type_name, name, loc)
+            return value
+        if type_name == "float":
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return value
+            self._mismatch(value, type_name, name, loc)
+            return value
+        if type_name == "boolean":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            self._mismatch(value, type_name, name, loc)
+            return value
+        if type_name == "timestamp":
+            if isinstance(value, (datetime.date, datetime.datetime)):
+                return value
+            if isinstance(value, str):
+                try:
+                    datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    return value
+                except ValueError:
+                    pass
+            self._mismatch(value, type_name, name, loc)
+            return value
+        if type_name == "version":
+            text = str(value) if isinstance(value, (str, int, float)) and \
+                not isinstance(value, bool) else None
+            if text is None or not _VERSION.match(text):
+                self._mismatch(value, type_name, name, loc)
+                return value
+            return text
+        if type_name == "range":
+            ok = isinstance(value, list) and len(value) == 2 and all(
+                (isinstance(v, int) and not isinstance(v, bool)) or v == "UNBOUNDED"
+                for v in value)
+            if ok and all(isinstance(v, int) for v in value) and value[0] > value[1]:
+                ok = False
+            if not ok:
+                self._mismatch(value, type_name, name, loc)
+            return value
+        if type_name == "list":
+            if not isinstance(value, list):
+                self._mismatch(value, type_name, name, loc)
+                return value
+            entry = schema.get("entry_schema") if isinstance(schema, dict) else None
+            entry = {"type": entry} if isinstance(entry, str) else entry
+            if isinstance(entry, dict):
+                for index, item in enumerate(value):
+                    value[index] = self.check(item, entry, f"{name}[{index}]",
+                                              where(value, index, loc))
+            return value
+        if type_name == "map":
+            if not isinstance(value, dict):
+                self._mismatch(value, type_name, name, loc)
+                return value
+            entry = schema.get("entry_schema") if isinstance(schema, dict) else None
+            entry = {"type": entry} if isinstance(entry, str) else entry
+            if isinstance(entry, dict):
+                for key in list(value):
+                    value[key] = self.check(value[key], entry, f"{name}.{key}",
+                                            where(value, key, loc))
+            return value
+        if type_name in _SCALARS:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                self._mismatch(value, type_name, name, loc)
+                return value
+            try:
+                _SCALARS[type_name](value).validate_scalar_unit()
+            except Exception:
+                self.diagnostics.error(
+                    "type-mismatch", f"'{name}' must be a {type_name} such as "
+                    f"{'8 GB' if type_name.endswith('size') else '10 s'}, got {value!r}",
+                    loc, node=self.node)
+            return value
+        return value  # "any", "null"
+
+    def _check_complex(self, value, datatype: str, name: str, loc: Location):
+        if not isinstance(value, dict):
+            self._mismatch(value, datatype, name, loc)
+            return value
+        props = self.registry.properties("data_types", datatype)
+        for key in value:
+            if key not in props:
+                self.diagnostics.error(
+                    "unknown-property", f"'{name}' of type {datatype} has no field '{key}'",
+                    where(value, key, loc), node=self.node, hint=did_you_mean(key, props))
+        for key, prop in props.items():
+            if not isinstance(prop, dict):
+                continue
+            if key in value:
+                value[key] = self.check(value[key], prop, f"{name}.{key}", where(value, key, loc))
+            elif "default" in prop:
+                value[key] = prop["default"]
+            elif prop.get("required", True) is not False:
+                self.diagnostics.error("missing-property", f"'{name}' of type {datatype} needs "
+                                       f"field '{key}'", loc, node=self.node)
+        return value
+
+    # -- constraints ------------------------------------------------------------------------
+    def check_constraints(self, value, type_name: str, constraints, name: str, loc: Location):
+        if not constraints or value is None or is_deferred(value):
+            return
+        if not isinstance(constraints, list):
+            self.diagnostics.error("invalid-type-definition", f"constraints of '{name}' must be a "
+                                   "list", loc, node=self.node)
+            return
+        for item in constraints:
+            if not isinstance(item, dict) or len(item) != 1:
+                self.diagnostics.error("invalid-type-definition", f"a constraint of '{name}' must "
+                                       "be a single-key mapping", loc, node=self.node)
+                continue
+            key = (type_name, repr(item))
+            constraint = _CONSTRAINT_CACHE.get(key)
+            try:
+                if constraint is None:
+                    constraint = tp_constraints.Constraint(name, type_name, dict(item))
+                    _CONSTRAINT_CACHE[key] = constraint
+                constraint.property_name = name
+                constraint.validate(value)
+            except Exception as exc:  # tosca-parser raises its own exception family
+                kind = type(exc).__name__
+                if kind == "InvalidSchemaError":
+                    self.diagnostics.error("invalid-type-definition",
+                                           f"invalid constraint on '{name}': {exc}", loc,
+                                           node=self.node)
+                else:
+                    self.diagnostics.error("constraint-violation", _constraint_message(exc, name,
+                                                                                     value),
+                                           loc, node=self.node)
+
+
+def _constraint_message(exc: Exception, name: str, value) -> str:
+    text = str(exc).strip()
+    if not text or len(text) > 300:
+        text = f"value {value!r} of '{name}' breaks a constraint"
+    return text
