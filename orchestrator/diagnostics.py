@@ -187,10 +187,11 @@ def did_you_mean(name: object, candidates: Iterable[str]) -> str | None:
     if not isinstance(name, str):
         return None
     pool = [c for c in candidates if isinstance(c, str)]
-    matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    cutoff = 0.6 if len(name) > 4 else 0.5
+    matches = difflib.get_close_matches(name, pool, n=1, cutoff=cutoff)
     if not matches:
         lowered = {c.lower(): c for c in pool}
-        matches = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        matches = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=cutoff)
         matches = [lowered[m] for m in matches]
     if not matches:
         # a suffix match helps with short type names ("Compute" for "tosca.nodes.Compute")

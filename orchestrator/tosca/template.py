@@ -544,11 +544,16 @@ class Template:
         if len(path) >= 2 and head not in prop_defs:
             if head in self.registry.capabilities(template.type):
                 value = self._capability_property(template, head, path[1], loc)
+                if value is MISSING and path[1] in self._capability_property_defs(
+                        template.type, head):
+                    return None
                 return self._walk(value, path[2:])
             for requirement in template.requirements:
                 if requirement.name == head and requirement.target:
                     return self.property_of(requirement.target, path[1:], loc, self_node)
         value = self._node_property(template, head, loc)
+        if value is MISSING and head in prop_defs:
+            return None  # declared but not set: null
         return self._walk(value, path[1:])
 
     @staticmethod
@@ -584,12 +589,18 @@ class Template:
         return any(r.name == head for r in template.requirements)
 
     def operation_declared(self, node: str, interface: str, operation: str) -> bool:
-        ops = self.nodes[node].interfaces.get(interface)
-        if ops is None:
-            full = self.registry.resolve("interface_types", interface)
-            ops = next((o for name, o in self.nodes[node].interfaces.items()
-                        if self.registry.resolve("interface_types", name) == full), None)
-        return bool(ops) and operation in ops
+        template = self.nodes[node]
+        if operation in template.interfaces.get(interface, {}):
+            return True
+        type_ifaces = self.registry.interfaces("node_types", template.type)
+        wanted = self.registry.resolve("interface_types", interface)
+        for name, definition in type_ifaces.items():
+            if not isinstance(definition, dict):
+                continue
+            iface_type = self.registry.resolve("interface_types", definition.get("type"))
+            if name == interface or (wanted is not None and iface_type == wanted):
+                return operation in self._operations_of(definition)
+        return False
 
     def nodes_of_type(self, type_name: str) -> list[str]:
         return list(self._by_type.get(self.registry.resolve("node_types", type_name) or "", []))

@@ -66,8 +66,10 @@ class Checker:
             return value
         if value is None or is_deferred(value):
             return value
+        before = len(self.diagnostics.errors)
         value = self.check_type(value, type_name, schema, name, loc)
-        self.check_constraints(value, type_name, schema.get("constraints"), name, loc)
+        if len(self.diagnostics.errors) == before:  # constraints only apply to well-typed values
+            self.check_constraints(value, type_name, schema.get("constraints"), name, loc)
         return value
 
     # -- types ------------------------------------------------------------------------------
@@ -90,8 +92,13 @@ class Checker:
                                    hint=self.registry.suggest("data_types", type_name))
             return value
         chain = self.registry.chain("data_types", datatype.name)
-        base = self.registry.types["data_types"][chain[-1]].parent
-        if base in PRIMITIVE_TYPES:  # a data type derived from a primitive, with constraints
+        base = None
+        for type_name_ in chain:  # derived from a primitive, or tosca-parser's "type: integer"
+            definition = self.registry.types["data_types"][type_name_]
+            for candidate in (definition.data.get("type"), definition.parent):
+                if base is None and candidate in PRIMITIVE_TYPES:
+                    base = candidate
+        if base is not None:  # a primitive-based data type, with constraints
             value = self._check_primitive(value, base, schema, name, loc)
             for type_name_ in chain:
                 definition = self.registry.types["data_types"][type_name_].data

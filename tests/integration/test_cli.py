@@ -1,0 +1,108 @@
+"""The orchestrator command as a user runs it: exit codes, text and JSON output."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+GOOD = """tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  inputs:
+    admin_password: {type: string, description: Admin password}
+  node_templates:
+    vm:
+      type: tosca.nodes.Compute
+      capabilities:
+        host: {properties: {num_cpus: 2, mem_size: 2 GB}}
+    db:
+      type: tosca.nodes.DBMS
+      properties: {root_password: {get_input: admin_password}, port: 5432}
+      requirements: [{host: vm}]
+  outputs:
+    address: {value: {get_attribute: [vm, public_address]}}
+"""
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, timeout=120)
+
+
+def test_version_and_help():
+    assert run("--version").stdout.startswith("orchestrator, version ")
+    result = run("--help")
+    assert result.returncode == 0 and "validate" in result.stdout and "inspect" in result.stdout
+
+
+def test_help_imports_no_cloud_sdk():
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    modules = [line.split("|")[-1].strip() for line in result.stderr.splitlines()
+               if line.startswith("import time:")]
+    assert "orchestrator.cli.main" in modules
+    heavy = [m for m in modules if m.split(".")[0] in
+             ("openstack", "kubernetes", "libcloud", "pyone", "toscaparser", "ansible_runner")]
+    assert heavy == []
+
+
+def test_validate_valid_template_exit_0(tmp_path):
+    path = tmp_path / "good.yaml"
+    path.write_text(GOOD)
+    result = run("validate", str(path), "--set", "admin_password=hunter2")
+    assert result.returncode == 0, result.stderr
+    assert "valid (2 nodes)" in result.stdout
+
+
+def test_validate_invalid_template_exit_1_with_location(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("num_cpus: 2", "num_cpu: 2"))
+    result = run("validate", str(path), "--set", "admin_password=x")
+    assert result.returncode == 1
+    assert f"{path}:9:29: error [unknown-property] node 'vm': property 'num_cpu'" in result.stderr
+    assert "did you mean 'num_cpus'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_json(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD)
+    result = run("validate", str(path), "--format", "json")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["valid"] is False and data["errors"] == 1
+    (diag,) = data["diagnostics"]
+    assert diag["code"] == "missing-input" and diag["line"] == 4
+    assert "Admin password" in diag["message"]
+
+
+@pytest.mark.parametrize("args", [["validate"], ["validate", "x.yaml", "--format", "xml"],
+                                  ["no-such-command"], ["inspect", "--bogus", "x"]])
+def test_usage_errors_exit_2(args):
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Usage" in result.stderr
+
+
+def test_inspect_masks_secrets(tmp_path):
+    path = tmp_path / "good.yaml"
+    path.write_text(GOOD)
+    text = run("inspect", str(path), "--set", "admin_password=hunter2")
+    assert text.returncode == 0, text.stderr
+    assert "hunter2" not in text.stdout and "******" in text.stdout
+    assert "2 cpus" in text.stdout and "Hosting:" in text.stdout
+    data = json.loads(run("inspect", str(path), "--set", "admin_password=hunter2",
+                          "--format", "json").stdout)
+    assert "hunter2" not in json.dumps(data)
+    topology = data["topology"]
+    assert topology["order"] == ["vm", "db"]
+    assert topology["nodes"]["db"]["host"] == "vm"
+    assert topology["nodes"]["vm"]["compute"]["cpus"] == 2
+    assert topology["outputs"][0]["value"] == {"get_attribute": ["vm", "public_address"]}
+
+
+def test_missing_file_is_a_diagnostic_not_a_traceback():
+    result = run("validate", "/nonexistent/template.yaml")
+    assert result.returncode == 1
+    assert "[file-not-found]" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,22 @@
+"""The import directions of docs/DESIGN are enforced with import-linter."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_import_contracts_hold():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    result = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: " in result.stdout and "0 broken" in result.stdout
+
+
+def test_every_diagnostic_code_is_documented():
+    from orchestrator.diagnostics import CODES
+
+    doc = (ROOT / "docs" / "diagnostics.md").read_text()
+    missing = [code for code in CODES if f"`{code}`" not in doc]
+    assert missing == []
