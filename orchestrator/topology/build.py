@@ -56,6 +56,15 @@ class _Builder:
         self.t = template
         self.diags = diagnostics
         self.registry = template.registry
+        self.position = {name: i for i, name in enumerate(template.nodes)}
+        self.by_node: dict[str, list[Relationship]] = {}
+
+    def index(self, rels: list[Relationship]) -> None:
+        """Relationships by the nodes at either end, so lookups stay linear overall."""
+        for rel in rels:
+            self.by_node.setdefault(rel.source, []).append(rel)
+            if rel.target != rel.source:
+                self.by_node.setdefault(rel.target, []).append(rel)
 
     def is_a(self, node: NodeTemplate, type_name: str) -> bool:
         return self.registry.is_a("node_types", node.type, type_name)
@@ -139,8 +148,9 @@ class _Builder:
         repos = list(_static(cap.get("repositories")) or [])
         proxy = _str(cap.get("proxy"))
         quota = _size(cap.get("quota"), "MiB")
-        hosted = {r.source for r in rels if r.kind == "HostedOn" and r.target == node.name}
-        for name in sorted(hosted, key=list(self.t.nodes).index):
+        hosted = {r.source for r in self.by_node.get(node.name, ())
+                  if r.kind == "HostedOn" and r.target == node.name}
+        for name in sorted(hosted, key=self.position.__getitem__):
             component = self.t.nodes[name]
             if any(self.registry.resolve("node_types", t) and self.is_a(component, t)
                    for t in CVMFS_TYPES):
@@ -170,12 +180,14 @@ class _Builder:
         return tuple(result)
 
     def networks(self, node: NodeTemplate, rels: list[Relationship]) -> tuple[str, ...]:
-        ports = {r.source for r in rels if r.kind == "BindsTo" and r.target == node.name}
-        return tuple(r.target for r in rels if r.kind == "LinksTo" and r.source in ports)
+        ports = [r.source for r in self.by_node.get(node.name, ())
+                 if r.kind == "BindsTo" and r.target == node.name]
+        return tuple(r.target for port in ports for r in self.by_node.get(port, ())
+                     if r.kind == "LinksTo" and r.source == port)
 
     def volumes(self, node: NodeTemplate, rels: list[Relationship]) -> tuple[VolumeSpec, ...]:
         result = []
-        for rel in rels:
+        for rel in self.by_node.get(node.name, ()):
             storage = None
             if rel.kind == "AttachesTo" and rel.source == node.name:
                 storage = self.t.nodes[rel.target]
@@ -223,6 +235,7 @@ def build_topology(template: Template, diagnostics: Diagnostics) -> Topology | N
     """The Topology of a validated template, or None when its graph has a cycle."""
     builder = _Builder(template, diagnostics)
     rels = builder.relationships()
+    builder.index(rels)
     nodes = {name: builder.node(node, rels) for name, node in template.nodes.items()}
     locations = {name: node.loc for name, node in template.nodes.items()}
     order = dependency_order(list(nodes), [(r.source, r.target) for r in rels], diagnostics,

@@ -99,6 +99,7 @@ class Template:
         self._props: dict[tuple, Any] = {}
         self._in_progress: set = set()
         self._by_type: dict[str, list[str]] = {}
+        self._cap_defs: dict[tuple[str, str], dict] = {}
         self.evaluator = Evaluator(self)
 
     # -- building ---------------------------------------------------------------------------
@@ -248,6 +249,13 @@ class Template:
                                 hint=did_you_mean(key, defs))
 
     def _capability_property_defs(self, node_type: str, cap_name: str) -> dict:
+        key = (node_type, cap_name)
+        cached = self._cap_defs.get(key)
+        if cached is None:
+            cached = self._cap_defs[key] = self._capability_property_defs_uncached(*key)
+        return cached
+
+    def _capability_property_defs_uncached(self, node_type: str, cap_name: str) -> dict:
         cap_def = self.registry.capabilities(node_type).get(cap_name) or {}
         cap_type = self.registry.resolve("capability_types", cap_def.get("type"))
         defs = dict(self.registry.properties("capability_types", cap_type)) if cap_type else {}

@@ -161,7 +161,7 @@ class TypeRegistry:
             names.append(current)
             typedef = self.types[section][current]
             parent = typedef.parent
-            if parent is None:
+            if parent is None or (section == "data_types" and parent in PRIMITIVE_TYPES):
                 break
             resolved = self.resolve(section, parent)
             if resolved is None and report:
@@ -212,8 +212,13 @@ class TypeRegistry:
 
     def capabilities(self, name: str) -> dict:
         """Capability name -> definition mapping (a bare type string becomes {type: ...})."""
-        caps = self.merged("node_types", name, "capabilities")
-        return {k: (v if isinstance(v, dict) else {"type": v}) for k, v in caps.items()}
+        cache_key = ("node_types", name, "capabilities-normalised")
+        cached = self._merged.get(cache_key)
+        if cached is None:
+            caps = self.merged("node_types", name, "capabilities")
+            cached = {k: (v if isinstance(v, dict) else {"type": v}) for k, v in caps.items()}
+            self._merged[cache_key] = cached
+        return cached
 
     def requirements(self, name: str) -> dict:
         """Requirement name -> definition, parents first, children overriding."""

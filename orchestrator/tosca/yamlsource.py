@@ -72,6 +72,20 @@ class _PositionLoader(_Loader):
         self.filename = filename
         self.diagnostics = diagnostics
 
+    _resolved: dict = {}
+
+    def resolve(self, kind, value, implicit):
+        """Implicit tag resolution, memoised: templates repeat the same scalars a lot."""
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(self._resolved) < 100_000:
+                self._resolved[key] = tag
+        return tag
+
     def _loc(self, node) -> Location:
         mark = node.start_mark
         return Location(self.filename, mark.line + 1, mark.column + 1)
@@ -160,6 +174,14 @@ def _measure(text: str) -> _Measure:
     return result
 
 
+def _obviously_safe(text: str) -> bool:
+    """No anchors (so no alias expansion) and too few nesting markers to go deep."""
+    if "&" in text:
+        return False
+    markers = text.count("[") + text.count("{") + text.count("- ") + text.count("? ")
+    return markers < MAX_DEPTH or (markers < 10_000 and len(text) < MAX_FILE_BYTES)
+
+
 def read_text(path: str, diagnostics: Diagnostics, display: str | None = None) -> str | None:
     """Read a UTF-8 text file within the size limit, or add a diagnostic."""
     name = display or path
@@ -193,7 +215,7 @@ def load_yaml(text: str, filename: str, diagnostics: Diagnostics):
                           Location(filename))
         return None
     try:
-        measure = _measure(text)
+        measure = _Measure() if _obviously_safe(text) else _measure(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
@@ -222,7 +244,10 @@ def load_yaml(text: str, filename: str, diagnostics: Diagnostics):
         mark = exc.problem_mark or exc.context_mark
         loc = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
         diagnostics.error("yaml-syntax", f"{exc.problem or exc.context}", loc)
-    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+    except RecursionError:
+        diagnostics.error("yaml-too-deep", "the document is nested too deeply to load",
+                          Location(filename))
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
         diagnostics.error("yaml-syntax", str(exc).splitlines()[0] if str(exc) else
                           type(exc).__name__, Location(filename))
     finally:
