@@ -120,6 +120,10 @@ class _Builder:
             max_instances=int(_num(scalable.get("max_instances"))) if
             _num(scalable.get("max_instances")) is not None else None,
             removal_list=tuple(str(x) for x in (_static(scalable.get("removal_list")) or [])))
+        if scaling.max_instances is not None and scaling.max_instances < scaling.count:
+            # the normative default (max 1) is no limit the author meant to set
+            scaling = ScalingSpec(scaling.count, min(scaling.min_instances, scaling.count),
+                                  scaling.count, scaling.removal_list)
         operating = OsSpec(
             type=_str(os_.get("type")), distribution=_str(os_.get("distribution")),
             version=_str(os_.get("version")), architecture=_str(os_.get("architecture")),
