@@ -110,6 +110,18 @@ class Evaluator:
             return out
         return value
 
+    def evaluate_map(self, value, scope: Scope, loc: Location) -> dict:
+        """Evaluate each value of a map of named values (properties, operation inputs), so
+        that a single entry named like a function ("token") stays a named entry."""
+        if not isinstance(value, dict):
+            return self.evaluate(value, scope, loc)
+        out = Mapping()
+        if isinstance(value, Mapping):
+            out.loc, out.key_locs = value.loc, value.key_locs
+        for key, item in value.items():
+            out[key] = self.evaluate(item, scope, where(value, key, loc))
+        return out
+
     def _warn_misspelt(self, value: dict, scope: Scope, loc: Location) -> None:
         if len(value) != 1:
             return

@@ -385,8 +385,11 @@ class Template:
         if relationship is not None:
             rel_type = self.registry.resolve("relationship_types", relationship)
             if rel_type is None:
+                rel_loc = where(body, "relationship", loc)
+                if isinstance(body.get("relationship"), dict):
+                    rel_loc = where(body["relationship"], "type", rel_loc)
                 diags.error("unknown-type", f"requirement '{name}' uses unknown relationship "
-                            f"'{relationship}'", loc, node=node.name,
+                            f"'{relationship}'", rel_loc, node=node.name,
                             hint=self.registry.suggest("relationship_types", relationship))
         target_name = self._target(node, name, target, body, loc)
         result = Requirement(name, target_name, capability if isinstance(capability, str)
@@ -461,14 +464,14 @@ class Template:
         scope = Scope(self_node=node.name)
         for ops in node.interfaces.values():
             for op in ops.values():
-                op["inputs"] = self.evaluator.evaluate(op.get("inputs") or {}, scope, op["loc"])
+                op["inputs"] = self.evaluator.evaluate_map(op.get("inputs") or {}, scope, op["loc"])
         for requirement in node.requirements:
             rel_scope = Scope(self_node=node.name, source=node.name, target=requirement.target)
-            requirement.properties = self.evaluator.evaluate(requirement.properties, rel_scope,
+            requirement.properties = self.evaluator.evaluate_map(requirement.properties, rel_scope,
                                                              requirement.loc)
             for ops in requirement.interfaces.values():
                 for op in ops.values():
-                    op["inputs"] = self.evaluator.evaluate(op.get("inputs") or {}, rel_scope,
+                    op["inputs"] = self.evaluator.evaluate_map(op.get("inputs") or {}, rel_scope,
                                                            op["loc"])
 
     def _compute(self, key: tuple, node: NodeTemplate, given: dict, schema, name: str,
@@ -558,11 +561,23 @@ class Template:
                 return self._walk(value, path[2:])
             for requirement in template.requirements:
                 if requirement.name == head and requirement.target:
-                    return self.property_of(requirement.target, path[1:], loc, self_node)
+                    return self._requirement_property(requirement, path[1:], loc, self_node)
         value = self._node_property(template, head, loc)
         if value is MISSING and head in prop_defs:
             return None  # declared but not set: null
         return self._walk(value, path[1:])
+
+    def _requirement_property(self, requirement: Requirement, path: list, loc: Location,
+                              self_node: str | None):
+        """[node, requirement, prop, ...]: the property of the target's capability that
+        fulfils the requirement, else the target node's own property."""
+        target = self.nodes[requirement.target]
+        if requirement.capability:
+            cap = self.registry.capability_offers(target.type, requirement.capability)
+            if cap and path and path[0] in self._capability_property_defs(target.type, cap):
+                value = self._capability_property(target, cap, path[0], loc)
+                return None if value is MISSING else self._walk(value, path[1:])
+        return self.property_of(requirement.target, path, loc, self_node)
 
     @staticmethod
     def _walk(value, rest: list):
@@ -658,7 +673,7 @@ class Template:
                                            where(body, "targets", loc),
                                            hint=did_you_mean(target, list(self.nodes)
                                                              + list(self.groups)))
-            props = self.evaluator.evaluate(body.get("properties") or {}, Scope(), loc)
+            props = self.evaluator.evaluate_map(body.get("properties") or {}, Scope(), loc)
             if type_name and isinstance(props, dict):
                 defs = self.registry.properties("policy_types", type_name)
                 checker = Checker(self.registry, self.diagnostics)

@@ -220,6 +220,12 @@ class Checker:
     def check_constraints(self, value, type_name: str, constraints, name: str, loc: Location):
         if not constraints or value is None or is_deferred(value):
             return
+        if type_name == "range" and isinstance(value, list):
+            # a range satisfies a constraint when both its bounds do
+            for bound in value:
+                if isinstance(bound, int):
+                    self.check_constraints(bound, "integer", constraints, name, loc)
+            return
         if not isinstance(constraints, list):
             self.diagnostics.error("invalid-type-definition", f"constraints of '{name}' must be a "
                                    "list", loc, node=self.node)
