@@ -73,6 +73,8 @@ CODES: dict[str, str] = {
     "unknown-target": "a group or policy target that is not a node or group",
     # deprecated or questionable but accepted
     "deprecated": "a construct that still works but is deprecated",
+    # site catalogue (sites.yaml)
+    "invalid-site": "a sites.yaml entry breaks the site catalogue's schema or rules",
 }
 
 

@@ -36,12 +36,20 @@ def _template_options(func):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="orchestrator")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option("--db", metavar="URL", envvar="ORCHESTRATOR_DB",
+              help="State database: sqlite:///PATH or postgresql://... (default: SQLite in "
+              "the XDG data dir; env ORCHESTRATOR_DB).")
+@click.option("--sites", metavar="FILE", envvar="ORCHESTRATOR_SITES",
+              help="Site catalogue (default: $XDG_CONFIG_HOME/orchestrator/sites.yaml; env "
+              "ORCHESTRATOR_SITES).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """TOSCA orchestrator: validate, inspect and deploy TOSCA templates for research
-    infrastructures (GPUs, InfiniBand, CVMFS, ML clusters)."""
+def cli(ctx: click.Context, debug: bool, db: str | None, sites: str | None) -> None:
+    """TOSCA orchestrator: validate, inspect, plan and deploy TOSCA templates for research
+    infrastructures (GPUs, InfiniBand, CVMFS, ML clusters).
+
+    Exit status: 0 success, 1 failure, 2 usage error."""
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj.update(debug=debug, db=db, sites=sites)
 
 
 @cli.command()
@@ -122,8 +130,14 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         if isinstance(exc, OrchestratorError):
+            diagnostics = getattr(exc, "diagnostics", None)
+            if diagnostics is not None and len(diagnostics):
+                click.echo("\n".join(d.render() for d in diagnostics.sorted()), err=True)
             click.echo(f"error: {exc}", err=True)
         else:
             click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
                        "traceback, and please report it)", err=True)
         sys.exit(EXIT_FAILED)
+
+
+from orchestrator.cli import lifecycle  # noqa: E402,F401  (registers the lifecycle commands)

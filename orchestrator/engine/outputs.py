@@ -1,0 +1,75 @@
+"""Resolve deferred functions (get_attribute, get_operation_output, concat/join/token
+over them) against the deployment's live state."""
+from __future__ import annotations
+
+from orchestrator.topology.model import Topology
+from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
+
+
+def _instances(rows, node: str) -> list:
+    found = [r for r in rows if r.node == node and r.status not in ("deleted", "deleting")]
+    # a node's own resource first (compute/volume...), software rows otherwise
+    primary = [r for r in found if r.kind != "software"] or found
+    return sorted(primary, key=lambda r: r.index)
+
+
+def attribute_of(rows, topology: Topology, node: str, path: list):
+    """Value of get_attribute [node, attr, ...] over every instance of ``node``.
+
+    One instance gives its value; several give a list (index it with a further
+    integer, as INDIGO templates do with [vm, public_address, 0])."""
+    if not path:
+        return None
+    instances = _instances(rows, node)
+    name = path[0]
+    values = []
+    for row in instances:
+        attributes = dict(row.attributes or {})
+        attributes.setdefault("tosca_name", node)
+        attributes.setdefault("tosca_id", row.provider_id or f"{node}[{row.index}]")
+        attributes.setdefault("state", row.status)
+        if name in attributes:
+            values.append(attributes[name])
+        elif node in topology.nodes and name in topology.nodes[node].properties:
+            values.append(topology.nodes[node].properties[name])
+    if not values:
+        if node in topology.nodes and name in topology.nodes[node].properties:
+            values = [topology.nodes[node].properties[name]]
+        else:
+            return None
+    rest = list(path[1:])
+    value = values[0] if len(values) == 1 else values
+    if rest and isinstance(rest[0], int) and not isinstance(value, list):
+        if rest[0] not in (0, -1):  # [vm, public_address, 0] on a single value
+            return None
+        rest = rest[1:]
+    for step in rest:
+        if isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
+            value = value[step]
+        elif isinstance(value, dict) and step in value:
+            value = value[step]
+        else:
+            return None
+    return to_plain(value)
+
+
+def make_lookup(rows, topology: Topology):
+    def lookup(ref: Deferred):
+        if ref.function == "get_attribute":
+            return attribute_of(rows, topology, ref.node, list(ref.args[1:]))
+        if ref.function == "get_operation_output":
+            _, interface, operation, output = ref.args
+            for row in _instances(rows, ref.node):
+                outputs = (row.attributes or {}).get("operation_outputs", {})
+                value = outputs.get(f"{interface}.{operation}", {}).get(output)
+                if value is not None:
+                    return value
+            return None
+        return None
+
+    return lookup
+
+
+def resolve_outputs(topology: Topology, rows) -> dict:
+    lookup = make_lookup(rows, topology)
+    return {o.name: to_plain(resolve_deferred(o.value, lookup)) for o in topology.outputs}

@@ -1,0 +1,257 @@
+"""What each plan step does, against the state store and the providers.
+
+The executor (executor.py) decides when a step runs; this module decides what it does.
+The engine never knows which provider it drives: it only calls the Provider interface.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from orchestrator.engine.outputs import resolve_outputs
+from orchestrator.errors import OrchestratorError, ProviderError
+from orchestrator.plan.model import (CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan,
+                                     Step)
+from orchestrator.providers.base import ACTIVE, Provider, Resource, ResourceSpec
+from orchestrator.topology.model import Topology
+
+
+class StepFailed(OrchestratorError):
+    """A step failed for good (after retries)."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    pending_id: str | None = None  # a resource still building: wait for it
+    site: str | None = None
+
+
+class Configurator:
+    """Runs a software node's lifecycle operations on one instance. This base class only
+    records them; contextualisation back ends (Ansible) subclass it."""
+
+    def configure(self, step: Step, topology: Topology, host: dict | None,
+                  site_options: dict) -> dict:
+        delay = float((site_options.get("latency") or {}).get("configure", 0) or 0)
+        if delay:
+            threading.Event().wait(delay)
+        node = topology.nodes.get(step.node)
+        ops = [f"{o.interface}.{o.name}" for o in node.operations if o.implementation] \
+            if node else []
+        return {"state": "started", "operations": ops}
+
+    def unconfigure(self, step: Step, topology: Topology | None, site_options: dict) -> None:
+        return None
+
+
+@dataclass
+class StepContext:
+    """Everything steps need: state, providers, placement failover, events."""
+
+    store: Any
+    deployment_id: str
+    plan: Plan
+    topology: Topology
+    providers: Callable[[str | None], Provider]  # site name -> provider
+    sites: dict  # name -> Site
+    configurator: Configurator = field(default_factory=Configurator)
+    on_event: Callable[[dict], None] | None = None
+    created: list = field(default_factory=list)  # (node, index, kind) made by this run
+    tried: dict = field(default_factory=dict)  # step id -> sites tried
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rows: dict | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def concurrency(self, site: str | None) -> int:
+        found = self.sites.get(site)
+        return max(1, int(getattr(found, "concurrency", 10) or 10))
+
+    def poll(self, site: str | None, ids: list[str]) -> dict[str, Resource]:
+        return self.providers(site).poll(ids)
+
+    def event(self, step: Step | None, kind: str, message: str, level: str = "info",
+              data: dict | None = None) -> None:
+        record = self.store.add_event(self.deployment_id, kind, message,
+                                      step=step.id if step else None, level=level, data=data)
+        if self.on_event:
+            self.on_event(record.to_dict() if hasattr(record, "to_dict") else dict(record))
+
+    def _cache(self) -> dict:
+        with self._lock:
+            if self._rows is None:
+                self._rows = {(r.node, r.index, r.kind): r
+                              for r in self.store.resources(self.deployment_id)}
+            return self._rows
+
+    def record(self, step: Step, **fields):
+        row = self.store.upsert_resource(self.deployment_id, step.node, step.index, step.kind,
+                                         **fields)
+        self._cache()[(step.node, step.index, step.kind)] = row
+        return row
+
+    def forget(self, node: str, index: int, kind: str) -> None:
+        self.store.delete_resource(self.deployment_id, node, index, kind)
+        self._cache().pop((node, index, kind), None)
+
+    def current(self, step: Step):
+        """This step's resource row (the run keeps a write-through cache of the rows)."""
+        return self._cache().get((step.node, step.index, step.kind))
+
+    def rows(self) -> list:
+        return list(self._cache().values())
+
+    def spec(self, step: Step, site: str | None = None, details: dict | None = None
+             ) -> ResourceSpec:
+        details = details if details is not None else step.details
+        props = {k: v for k, v in details.items() if k not in ("site", "flavor", "image")}
+        return ResourceSpec(kind=step.kind, deployment=self.deployment_id, node=step.node,
+                            index=step.index, flavor=details.get("flavor"),
+                            image=details.get("image"), properties=props)
+
+    def activated(self, step: Step, resource: Resource) -> None:
+        self.record(step, status=ACTIVE, provider_id=resource.provider_id,
+                    attributes=dict(resource.attributes))
+        self.event(step, "resource-active", f"{step.instance} ({step.kind}) is active",
+                   data={"provider_id": resource.provider_id})
+
+    # -- creation ------------------------------------------------------------------------------
+    def create(self, step: Step, site: str | None, details: dict) -> StepOutcome:
+        before = self.current(step)
+        if before is not None and before.status == ACTIVE and before.provider_id and \
+                before.spec == details:
+            return StepOutcome()  # finished by an earlier, interrupted run
+        with self._lock:
+            if before is None or before.status != ACTIVE:
+                self.created.append((step.node, step.index, step.kind))
+        # intent first: a crash after the cloud call is recovered through the tags
+        self.record(step, site=site, status="creating", spec=details)
+        self.event(step, "creating", f"creating {step.kind} {step.instance} on site {site}"
+                   + (f" (flavor {details['flavor']})" if details.get("flavor") else ""))
+        resource = self.providers(site).create(self.spec(step, site, details))
+        self.record(step, provider_id=resource.provider_id, status=resource.status,
+                    attributes=dict(resource.attributes))
+        if resource.status == ACTIVE:
+            self.activated(step, resource)
+            return StepOutcome()
+        return StepOutcome(pending_id=resource.provider_id, site=site)
+
+    def failover(self, step: Step, message: str) -> StepOutcome | None:
+        """Move a failed compute instance to the next ranked site, if there is one."""
+        self.event(step, "attempt-failed", f"{step.instance} on site {step.site}: {message}",
+                   level="warning")
+        if step.kind != "compute" or step.action not in (CREATE, REPLACE):
+            return None
+        placement = self.plan.placement.get("nodes", {}).get(step.node) or {}
+        tried = self.tried.setdefault(step.id, [step.site])
+        for choice in placement.get("failover", []):
+            if choice["site"] in tried:
+                continue
+            tried.append(choice["site"])
+            self._discard(step)
+            details = {**step.details, "site": choice["site"], "flavor": choice["flavor"],
+                       "image": choice["image"]}
+            self.event(step, "failover", f"{step.instance}: failing over from site "
+                       f"{tried[-2]} to {choice['site']} ({message})", level="warning")
+            try:
+                return self.create(step, choice["site"], details)
+            except ProviderError as exc:
+                self.event(step, "attempt-failed", f"{step.instance} on site "
+                           f"{choice['site']}: {exc}", level="warning")
+        return None
+
+    def _discard(self, step: Step) -> None:
+        row = self.current(step)
+        if row is not None and row.provider_id:
+            try:
+                self.providers(row.site).delete(row.provider_id)
+            except ProviderError as exc:
+                self.event(step, "cleanup-failed", f"could not delete {row.provider_id}: {exc}",
+                           level="error")
+                return
+        if row is not None:
+            self.forget(step.node, step.index, step.kind)
+
+    # -- rollback ------------------------------------------------------------------------------
+    def rollback(self) -> list[str]:
+        """Delete, newest first, what this run created."""
+        undone = []
+        rows = dict(self._cache())
+        for key in reversed(self.created):
+            row = rows.get(key)
+            if row is None:
+                continue
+            name = f"{key[0]}[{key[1]}]"
+            try:
+                if row.provider_id and row.kind != "software":
+                    self.providers(row.site).delete(row.provider_id)
+                self.forget(*key)
+                undone.append(name)
+                self.event(None, "rolled-back", f"rolled back {row.kind} {name}")
+            except ProviderError as exc:
+                self.event(None, "rollback-failed", f"could not roll back {name}: {exc}",
+                           level="error")
+        return undone
+
+
+def run_step(ctx: StepContext, step: Step) -> StepOutcome:
+    if step.kind == "outputs":
+        outputs = resolve_outputs(ctx.topology, ctx.rows())
+        ctx.store.update_deployment(ctx.deployment_id, outputs=outputs)
+        return StepOutcome()
+    if step.action == NOOP:
+        return StepOutcome()
+    if step.kind == "software":
+        return _software(ctx, step)
+    if step.action == CREATE:
+        return ctx.create(step, step.site, step.details)
+    if step.action == REPLACE:
+        ctx.event(step, "replacing", f"replacing {step.instance}: {step.reason}")
+        ctx._discard(step)
+        return ctx.create(step, step.site, step.details)
+    if step.action == UPDATE:
+        row = ctx.current(step)
+        if row is None or not row.provider_id:
+            return ctx.create(step, step.site, step.details)
+        ctx.event(step, "updating", f"updating {step.instance}: {step.reason}")
+        resource = ctx.providers(row.site).update(row.provider_id, ctx.spec(step))
+        ctx.record(step, status=resource.status, spec=step.details,
+                   attributes=dict(resource.attributes))
+        if resource.status == ACTIVE:
+            ctx.activated(step, resource)
+            return StepOutcome()
+        return StepOutcome(pending_id=resource.provider_id, site=row.site)
+    if step.action == DELETE:
+        return _delete(ctx, step)
+    raise StepFailed(f"unknown action {step.action!r} in step {step.id}")
+
+
+def _delete(ctx: StepContext, step: Step) -> StepOutcome:
+    row = ctx.current(step)
+    if row is None:
+        return StepOutcome()
+    ctx.record(step, status="deleting")
+    ctx.event(step, "deleting", f"deleting {step.kind} {step.instance}: {step.reason}")
+    if row.provider_id:
+        ctx.providers(row.site).delete(row.provider_id)
+    ctx.forget(step.node, step.index, step.kind)
+    ctx.event(step, "deleted", f"deleted {step.kind} {step.instance}")
+    return StepOutcome()
+
+
+def _software(ctx: StepContext, step: Step) -> StepOutcome:
+    site_options = getattr(ctx.sites.get(step.site), "options", {}) or {}
+    if step.action == DELETE:
+        ctx.configurator.unconfigure(step, ctx.topology, site_options)
+        ctx.forget(step.node, step.index, step.kind)
+        return StepOutcome()
+    if step.action != CONFIGURE:
+        return StepOutcome()
+    with ctx._lock:
+        ctx.created.append((step.node, step.index, step.kind))
+    ctx.record(step, site=step.site, status="configuring", spec=step.details)
+    ctx.event(step, "configuring", f"configuring {step.instance}")
+    attributes = ctx.configurator.configure(step, ctx.topology, None, site_options)
+    ctx.record(step, status="configured", attributes=attributes)
+    ctx.event(step, "configured", f"{step.instance} configured")
+    return StepOutcome()

@@ -1,0 +1,297 @@
+"""Deployment lifecycle: plan, apply, deploy, resume, update, delete, status, outputs.
+
+``Orchestrator`` is what the front ends call (through orchestrator.service). It ties
+the front end, placement, plans, the state store, the providers and the engine together,
+and never prints: progress goes to the ``on_event`` callback.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from orchestrator.engine import Configurator, ExecutorOptions, RunResult, StepContext, execute
+from orchestrator.errors import OrchestratorError, StalePlanError, TemplateError
+from orchestrator.placement import place
+from orchestrator.plan import Existing, Plan, build_plan, digest
+from orchestrator.providers.base import ACTIVE, DELETED, TAG_INDEX, TAG_KIND, TAG_NODE
+from orchestrator.topology.secrets import MASK
+
+
+@dataclass
+class PlanResult:
+    plan: Plan
+    report: object  # service.ValidationReport
+    deployment: object | None  # DeploymentRecord or None for a new deployment
+
+
+@dataclass
+class ApplyResult:
+    deployment: object
+    run: RunResult
+
+
+class Orchestrator:
+    def __init__(self, db: str | None = None, sites: str | None = None, owner: str = "local",
+                 on_event: Callable[[dict], None] | None = None,
+                 options: ExecutorOptions | None = None,
+                 configurator: Configurator | None = None):
+        self.db_url = db
+        self.sites_path = sites
+        self.owner = owner
+        self.on_event = on_event
+        self.options = options or ExecutorOptions()
+        self.configurator = configurator or Configurator()
+        self._store = None
+        self._catalogue = None
+        self._providers: dict = {}
+
+    # -- resources ------------------------------------------------------------------------------
+    @property
+    def store(self):
+        if self._store is None:
+            from orchestrator.state import Store
+
+            self._store = Store(self.db_url)
+        return self._store
+
+    @property
+    def catalogue(self):
+        if self._catalogue is None:
+            from orchestrator.sites import load_sites
+
+            catalogue = load_sites(self.sites_path)
+            if catalogue.diagnostics.has_errors:
+                raise TemplateError("the site catalogue is invalid:\n" + "\n".join(
+                    d.render() for d in catalogue.diagnostics.sorted()), catalogue.diagnostics)
+            self._catalogue = catalogue
+        return self._catalogue
+
+    def provider(self, site_name: str | None):
+        if site_name not in self._providers:
+            from orchestrator.providers import provider_for
+
+            self._providers[site_name] = provider_for(self.catalogue.get(site_name))
+        return self._providers[site_name]
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            provider.close()
+        if self._store is not None:
+            self._store.close()
+
+    def check_sites(self) -> list:
+        results = []
+        for site in self.catalogue.sites.values():
+            try:
+                results.append(self.provider(site.name).check())
+            except OrchestratorError as exc:
+                from orchestrator.providers.base import CheckResult
+
+                results.append(CheckResult(site.name, False, False, str(exc)))
+        return results
+
+    # -- planning -------------------------------------------------------------------------------
+    def deployment(self, name: str):
+        record = self.store.get_deployment(name, owner=self.owner)
+        if record is None:
+            raise OrchestratorError(f"no deployment named '{name}' (see `orchestrator list`)")
+        return record
+
+    def plan(self, template: str, input_files: Iterable[str] = (), sets: Iterable[str] = (),
+             name: str | None = None, import_maps: Iterable[str] = (),
+             allow_remote_imports: bool = False, refresh: bool = True) -> PlanResult:
+        from orchestrator import service
+
+        report = service.validate(template, input_files, sets, import_maps, allow_remote_imports)
+        if not report.valid:
+            raise TemplateError(f"{report.file} is invalid", report.diagnostics)
+        name = name or os.path.splitext(os.path.basename(report.file))[0]
+        record = self.store.get_deployment(name, owner=self.owner)
+        existing = self.refresh(record) if record is not None and refresh else (
+            self._existing(record) if record is not None else [])
+        sites = list(self.catalogue.sites.values())
+        offers = {s.name: self._offer(s.name) for s in sites}
+        placement = place(report.topology, sites, offers)
+        with open(report.file, "rb") as handle:
+            text = handle.read().decode("utf-8", "replace")
+        inputs = _stored_inputs(report.topology)
+        plan = build_plan(
+            report.topology, placement, existing, deployment=name,
+            base_serial=record.serial if record else 0,
+            template_digest=digest([text, inputs]), estimate=self._estimate,
+            inputs={i.name: (MASK if i.secret else i.value) for i in report.topology.inputs},
+            sites_file=self.catalogue.source,
+            deployment_id=record.id if record else None)
+        return PlanResult(plan, report, record)
+
+    def _offer(self, site: str):
+        try:
+            return self.provider(site).offer()
+        except OrchestratorError:
+            from orchestrator.providers.base import Offer
+
+            return Offer()  # an unreachable site offers nothing; placement says so
+
+    def _estimate(self, site: str | None, kind: str, action: str) -> float:
+        try:
+            return float(self.provider(site).estimate(kind, action))
+        except OrchestratorError:
+            return 0.0
+
+    def _existing(self, record) -> list[Existing]:
+        return [Existing(r.node, r.index, r.kind, r.site, r.provider_id, r.status, r.spec or {},
+                         r.attributes or {}) for r in self.store.resources(record.id)]
+
+    def refresh(self, record) -> list[Existing]:
+        """Ask the providers what really exists, so drift shows up in the next plan."""
+        rows = self.store.resources(record.id)
+        sites = {r.site for r in rows if r.site and r.kind != "software"}
+        for site in sorted(sites):
+            try:
+                found = {(r.tags.get(TAG_NODE), int(r.tags.get(TAG_INDEX, 0)),
+                          r.tags.get(TAG_KIND)): r for r in self.provider(site).find(record.id)}
+            except OrchestratorError as exc:
+                self.store.add_event(record.id, "refresh-failed", f"site {site}: {exc}",
+                                     level="warning")
+                continue
+            for row in rows:
+                if row.site != site or row.kind == "software":
+                    continue
+                resource = found.pop((row.node, row.index, row.kind), None)
+                if resource is None:
+                    if row.provider_id and row.status != DELETED:
+                        self.store.upsert_resource(record.id, row.node, row.index, row.kind,
+                                                   status=DELETED)
+                        self.store.add_event(record.id, "drift", f"{row.node}[{row.index}] "
+                                             f"({row.kind}) no longer exists on site {site}",
+                                             level="warning")
+                    continue
+                self.store.upsert_resource(
+                    record.id, row.node, row.index, row.kind, provider_id=resource.provider_id,
+                    status=resource.status if row.status != "creating" or resource.status
+                    != ACTIVE else "creating", attributes=dict(resource.attributes))
+            for (node, index, kind), resource in found.items():  # tagged as ours, not in state
+                self.store.upsert_resource(record.id, node, index, kind, site=site,
+                                           provider_id=resource.provider_id,
+                                           status=resource.status,
+                                           attributes=dict(resource.attributes), spec={})
+                self.store.add_event(record.id, "adopted", f"found {node}[{index}] ({kind}) "
+                                     f"tagged for this deployment on site {site}",
+                                     level="warning")
+        return self._existing(record)
+
+    # -- applying -------------------------------------------------------------------------------
+    def apply(self, plan: Plan, input_files: Iterable[str] = (), sets: Iterable[str] = (),
+              keep_failed: bool = False) -> ApplyResult:
+        from orchestrator import service
+
+        report = service.validate(plan.template, input_files, [
+            f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets))
+        if not report.valid:
+            raise TemplateError(f"{plan.template} is invalid", report.diagnostics)
+        record = self.store.get_deployment(plan.deployment, owner=self.owner)
+        with open(report.file, "rb") as handle:
+            text = handle.read().decode("utf-8", "replace")
+        inputs = _stored_inputs(report.topology)
+        current_serial = record.serial if record else 0
+        if current_serial != plan.base_serial or digest([text, inputs]) != plan.template_digest:
+            raise StalePlanError(
+                f"the plan for '{plan.deployment}' is stale: it was made against state serial "
+                f"{plan.base_serial} but the deployment is at {current_serial}, or the template"
+                " or inputs changed since; make a new plan")
+        if record is None:
+            record = self.store.create_deployment(
+                plan.deployment, owner=self.owner, template_path=os.path.abspath(report.file),
+                template_text=text, inputs=inputs, sites=self.catalogue.source)
+        with self.store.locked(record.id):
+            self.store.update_deployment(record.id, status="deploying", status_reason=None,
+                                         template_text=text, inputs=inputs,
+                                         template_path=os.path.abspath(report.file),
+                                         plan=plan.to_dict())
+            self._event(record.id, "apply-started", plan.summary_line())
+            ctx = StepContext(self.store, record.id, plan, report.topology, self.provider,
+                              self.catalogue.sites, self.configurator, self.on_event)
+            options = ExecutorOptions(**{**self.options.__dict__, "keep_failed": keep_failed})
+            run = execute(ctx, plan, options)
+            self.store.bump_serial(record.id)
+            if run.ok:
+                status, reason = "deployed", None
+            else:
+                status = "failed"
+                reason = "; ".join(f"{k}: {v}" for k, v in run.failed.items())
+            record = self.store.update_deployment(record.id, status=status, status_reason=reason)
+            self._event(record.id, "apply-finished", f"{status}" + (f": {reason}" if reason
+                                                                    else ""),
+                        level="info" if run.ok else "error")
+        return ApplyResult(record, run)
+
+    def _event(self, deployment_id: str, kind: str, message: str, level: str = "info"):
+        event = self.store.add_event(deployment_id, kind, message, level=level)
+        if self.on_event:
+            self.on_event(event.to_dict())
+
+    def resume_plan(self, name: str, input_files=(), sets=()) -> PlanResult:
+        record = self.deployment(name)
+        sets = [f"{k}={_yaml(v)}" for k, v in (record.inputs or {}).items()] + list(sets)
+        return self.plan(record.template_path, input_files, sets, name=name)
+
+    # -- deleting -------------------------------------------------------------------------------
+    def delete(self, name: str, force: bool = False) -> RunResult | None:
+        """Delete every resource of the deployment (reverse dependency order), then its
+        state. ``force`` drops the state even when the cloud cannot be reached."""
+        from orchestrator.engine.delete import delete_all
+
+        record = self.deployment(name)
+        with self.store.locked(record.id):
+            self.store.update_deployment(record.id, status="deleting")
+            run = delete_all(self, record)
+            if run.ok or force:
+                if not run.ok:
+                    self._event(record.id, "force-delete", "dropping state although some "
+                                "resources could not be deleted: " + "; ".join(
+                                    f"{k}: {v}" for k, v in run.failed.items()), level="warning")
+                self.store.delete_deployment(record.id)
+                return run
+            self.store.update_deployment(record.id, status="failed", status_reason=(
+                "delete failed: " + "; ".join(f"{k}: {v}" for k, v in run.failed.items())))
+            return run
+
+    # -- reading --------------------------------------------------------------------------------
+    def list(self):
+        return self.store.list_deployments(owner=self.owner)
+
+    def status(self, name: str) -> dict:
+        record = self.deployment(name)
+        return {"deployment": record.to_dict() | {"plan": None, "template_text": None},
+                "resources": [r.to_dict() for r in self.store.resources(record.id)]}
+
+    def outputs(self, name: str) -> dict:
+        from orchestrator import service
+        from orchestrator.engine.outputs import resolve_outputs
+
+        record = self.deployment(name)
+        sets = [f"{k}={_yaml(v)}" for k, v in (record.inputs or {}).items()]
+        report = service.validate(record.template_path, (), sets)
+        if report.valid:
+            return resolve_outputs(report.topology, self.store.resources(record.id))
+        return dict(record.outputs or {})
+
+    def events(self, name: str, since: int = 0) -> list:
+        return self.store.events(self.deployment(name).id, since_id=since)
+
+
+def _stored_inputs(topology) -> dict:
+    """Input values worth keeping in state: everything but secrets."""
+    return {i.name: i.value for i in topology.inputs if not i.secret and i.value is not None}
+
+
+def _plan_inputs(plan: Plan, sets) -> list[tuple[str, str]]:
+    given = {s.partition("=")[0] for s in sets}
+    return [(k, _yaml(v)) for k, v in plan.inputs.items() if v != MASK and k not in given]
+
+
+def _yaml(value) -> str:
+    import json
+
+    return json.dumps(value) if not isinstance(value, str) else json.dumps(value)

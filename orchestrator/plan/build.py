@@ -1,0 +1,258 @@
+"""Build a plan: the desired resources of a topology, diffed against what exists.
+
+No side effects: the caller passes the placement, the deployment's current resources
+(already refreshed from the providers, so drift shows up) and an estimator.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from orchestrator.placement import Placement
+from orchestrator.plan.model import (
+    CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan, Step, critical_path)
+from orchestrator.topology.model import Node, Topology
+
+INFRA_KINDS = ("network", "volume", "port", "compute")
+Key = tuple  # (node, index, kind)
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A resource as the state store (refreshed) knows it."""
+
+    node: str
+    index: int
+    kind: str
+    site: str | None
+    provider_id: str | None
+    status: str
+    spec: dict
+    attributes: dict
+
+
+def digest(data) -> str:
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def follow_map(topology: Topology) -> dict[str, str | None]:
+    """Node -> the compute node its instances follow (through hosting, binding or
+    attachment), computed once for the whole topology."""
+    links: dict[str, list[str]] = {}
+    for rel in topology.relationships:
+        if rel.kind in ("HostedOn", "BindsTo"):
+            links.setdefault(rel.source, []).append(rel.target)
+        elif rel.kind == "AttachesTo":
+            source, target = topology.nodes[rel.source], topology.nodes[rel.target]
+            if source.compute is not None:
+                links.setdefault(rel.target, []).append(rel.source)
+            elif target.compute is not None:
+                links.setdefault(rel.source, []).append(rel.target)
+    result: dict[str, str | None] = {}
+    for name in topology.order:
+        seen, current = set(), name
+        while current is not None and current not in seen:
+            seen.add(current)
+            if topology.nodes[current].compute is not None:
+                break
+            nxt = links.get(current)
+            current = nxt[0] if nxt else None
+        result[name] = current if current is not None and \
+            topology.nodes[current].compute is not None else None
+    return result
+
+
+def compute_indexes(node: Node, existing: list[Existing]) -> list[int]:
+    """Instance indexes after scaling: keep what exists, add new, remove per
+    removal_list first, else the newest."""
+    count = node.compute.scaling.count
+    have = sorted({e.index for e in existing if e.node == node.name and e.kind == "compute"})
+    if len(have) <= count:
+        result = list(have)
+        candidate = 0
+        while len(result) < count:
+            if candidate not in result:
+                result.append(candidate)
+            candidate += 1
+        return sorted(result)
+    removal = set(node.compute.scaling.removal_list)
+    by_index = {e.index: e for e in existing if e.node == node.name and e.kind == "compute"}
+    marked = [i for i in have if {f"{node.name}[{i}]", str(i), by_index[i].provider_id}
+              & removal]
+    keep = [i for i in have if i not in marked]
+    while len(keep) > count:
+        keep.pop()  # the newest
+    while len(keep) < count:  # removal_list named more than needed: keep the oldest marked
+        keep.append(marked.pop(0))
+    return sorted(keep)
+
+
+def _kind(node: Node) -> str:
+    return {"compute": "compute", "storage": "volume", "network": "network",
+            "port": "port"}.get(node.kind, "software")
+
+
+def desired(topology: Topology, placement: Placement,
+            existing: list[Existing]) -> dict[Key, dict]:
+    """(node, index, kind) -> spec, for every resource the topology wants."""
+    indexes = {n.name: compute_indexes(n, existing) for n in topology.compute_nodes()}
+    follows = follow_map(topology)
+    result: dict[Key, dict] = {}
+    for name in topology.order:
+        node = topology.nodes[name]
+        kind = _kind(node)
+        follow = follows[name]
+        site = placement.site_of(follow or name)
+        spec = _spec(node, kind, placement, site)
+        if kind == "software" and not node.operations and node.kind == "other":
+            continue
+        for index in indexes.get(follow, [0]) if follow else [0]:
+            result[(name, index, kind)] = spec
+    return result
+
+
+def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict:
+    if kind == "compute":
+        placed = placement.nodes.get(node.name)
+        req = node.compute
+        return {"site": site, "flavor": placed.choice.flavor.name if placed else None,
+                "image": placed.choice.image.name if placed and placed.choice.image else None,
+                "public_ip": req.public_ip,
+                "ports": [p.to_dict() for p in req.ports],
+                "networks": list(req.networks), "volumes": [v.node for v in req.volumes]}
+    if kind == "volume":
+        size = node.properties.get("size")
+        return {"site": site, "size": size if isinstance(size, (str, int, float)) else None,
+                "volume_type": node.properties.get("volume_type") or
+                node.properties.get("type")}
+    if kind in ("network", "port"):
+        return {"site": site, "properties": digest(node.properties)}
+    return {"site": site, "properties": digest(node.properties),
+            "operations": digest([o.to_dict() for o in node.operations])}
+
+
+def _change(kind: str, old: Existing, spec: dict) -> tuple[str, str]:
+    """(action, reason) for an existing resource given its desired spec."""
+    if old.status == "deleted":
+        return CREATE, "missing from the cloud (deleted outside the orchestrator): recreate"
+    if old.status in ("creating", "error", "planned", "building") or not old.provider_id:
+        if kind == "software":
+            return CONFIGURE, f"previous run did not finish ({old.status})"
+        return CREATE, f"previous run did not finish ({old.status}): resume"
+    if kind == "software":
+        if old.spec != spec:
+            return CONFIGURE, "properties or operations changed"
+        return NOOP, "unchanged"
+    if old.spec.get("site") not in (None, spec.get("site")):
+        return REPLACE, f"site {old.spec.get('site')} -> {spec.get('site')}"
+    if kind == "compute":
+        actual = old.attributes.get("flavor")
+        if old.spec.get("image") != spec.get("image"):
+            return REPLACE, f"image {old.spec.get('image')} -> {spec.get('image')}"
+        if old.spec.get("flavor") != spec.get("flavor"):
+            return UPDATE, f"flavor {old.spec.get('flavor')} -> {spec.get('flavor')}"
+        if actual and actual != spec.get("flavor"):
+            return UPDATE, (f"resized outside the orchestrator to {actual}: restore "
+                            f"{spec.get('flavor')}")
+        if old.spec != spec:
+            return UPDATE, "settings changed"
+        return NOOP, "unchanged"
+    if old.spec != spec:
+        return (UPDATE if kind == "volume" else REPLACE), "settings changed"
+    return NOOP, "unchanged"
+
+
+def build_plan(topology: Topology, placement: Placement, existing: list[Existing], *,
+               deployment: str, base_serial: int, template_digest: str,
+               estimate: Callable[[str | None, str, str], float],
+               inputs: dict | None = None, sites_file: str | None = None,
+               deployment_id: str | None = None) -> Plan:
+    wanted = desired(topology, placement, existing)
+    have = {(e.node, e.index, e.kind): e for e in existing}
+    position = {name: i for i, name in enumerate(topology.order)}
+    changed_hosts: set[tuple[str, int]] = set()
+    follows = follow_map(topology)
+    actions: dict[Key, tuple[str, str]] = {}
+    for key, spec in sorted(wanted.items(), key=lambda kv: (position[kv[0][0]], kv[0][1])):
+        node, index, kind = key
+        if key not in have:
+            action, reason = (CONFIGURE if kind == "software" else CREATE), "new"
+        else:
+            action, reason = _change(kind, have[key], spec)
+        compute = follows[node]
+        if kind == "software" and action == NOOP and (compute, index) in changed_hosts:
+            action, reason = CONFIGURE, f"host {compute}[{index}] is new or replaced"
+        if kind == "compute" and action in (CREATE, REPLACE):
+            changed_hosts.add((node, index))
+        actions[key] = (action, reason)
+    steps = _forward_steps(topology, wanted, actions, estimate)
+    steps = _delete_steps(topology, wanted, have, estimate) + steps
+    ids = tuple(s.id for s in steps)
+    steps.append(Step(id="outputs", action=NOOP, kind="outputs", node="outputs",
+                      depends_on=ids, reason="resolve outputs"))
+    return Plan(deployment=deployment, template=topology.file, template_digest=template_digest,
+                base_serial=base_serial, steps=tuple(steps), placement=placement.to_dict(),
+                inputs=inputs or {}, sites_file=sites_file, deployment_id=deployment_id,
+                estimated_duration_s=critical_path(steps))
+
+
+def step_id(action: str, kind: str, node: str, index: int) -> str:
+    verb = "delete" if action == DELETE else ("configure" if kind == "software" else "apply")
+    return f"{verb} {kind} {node}[{index}]"
+
+
+def _forward_steps(topology, wanted, actions, estimate) -> list[Step]:
+    instances: dict[str, list[Key]] = {}
+    for key in actions:
+        instances.setdefault(key[0], []).append(key)
+    steps = []
+    for key, (action, reason) in actions.items():
+        node, index, kind = key
+        deps = []
+        for rel in topology.relationships:
+            if rel.source != node or rel.target not in instances:
+                continue
+            targets = instances[rel.target]
+            aligned = [t for t in targets if t[1] == index]
+            for target in (aligned if len(targets) > 1 or aligned else targets):
+                deps.append(step_id(actions[target][0], target[2], *target[:2]))
+        spec = wanted[key]
+        site = spec.get("site")
+        steps.append(Step(
+            id=step_id(action, kind, node, index), action=action, kind=kind, node=node,
+            index=index, site=site, details=spec, depends_on=tuple(dict.fromkeys(deps)),
+            reason=reason, estimate_s=0.0 if action == NOOP else estimate(site, kind, action)))
+    return steps
+
+
+def _delete_steps(topology, wanted, have, estimate) -> list[Step]:
+    doomed = [e for key, e in have.items() if key not in wanted]
+    if not doomed:
+        return []
+    position = {name: i for i, name in enumerate(topology.order)}
+    doomed.sort(key=lambda e: (-position.get(e.node, len(position)), -e.index))
+    needed_by: dict[str, set[str]] = {}
+    for rel in topology.relationships:
+        needed_by.setdefault(rel.target, set()).add(rel.source)
+    steps = []
+    for old in doomed:
+        node = topology.nodes.get(old.node)
+        if node is None:
+            reason = "node removed from the template"
+        elif node.compute is not None:
+            reason = f"scaled in to {node.compute.scaling.count}"
+        else:
+            reason = "its host is removed"
+        # what needs this resource goes first (the reverse of creation)
+        deps = sorted(step_id(DELETE, e.kind, e.node, e.index) for e in doomed
+                      if e.node in needed_by.get(old.node, ()))
+        steps.append(Step(
+            id=step_id(DELETE, old.kind, old.node, old.index), action=DELETE, kind=old.kind,
+            node=old.node, index=old.index, site=old.site,
+            details={"provider_id": old.provider_id, **old.spec},
+            depends_on=tuple(deps), reason=reason,
+            estimate_s=estimate(old.site, old.kind, DELETE)))
+    return steps

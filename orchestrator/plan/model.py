@@ -1,0 +1,120 @@
+"""Plans: an ordered DAG of steps, JSON-serialisable and deterministic."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+FORMAT_VERSION = 1
+
+CREATE, UPDATE, REPLACE, DELETE, CONFIGURE, NOOP = (
+    "create", "update", "replace", "delete", "configure", "noop")
+SYMBOLS = {CREATE: "+", UPDATE: "~", REPLACE: "-/+", DELETE: "-", CONFIGURE: "*", NOOP: "="}
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    action: str  # create | update | replace | delete | configure | noop
+    kind: str  # network | port | volume | compute | software | outputs
+    node: str
+    index: int = 0
+    site: str | None = None
+    details: dict = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    reason: str = ""
+    estimate_s: float = 0.0
+
+    @property
+    def instance(self) -> str:
+        return f"{self.node}[{self.index}]"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["depends_on"] = list(self.depends_on)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Step":
+        return cls(**{**data, "depends_on": tuple(data.get("depends_on", ()))})
+
+
+@dataclass(frozen=True)
+class Plan:
+    deployment: str
+    template: str
+    template_digest: str
+    base_serial: int
+    steps: tuple[Step, ...]
+    placement: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)  # secrets masked
+    sites_file: str | None = None
+    deployment_id: str | None = None
+    estimated_duration_s: float = 0.0
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {CREATE: 0, UPDATE: 0, REPLACE: 0, DELETE: 0, CONFIGURE: 0, NOOP: 0}
+        for step in self.steps:
+            if step.kind != "outputs":
+                counts[step.action] += 1
+        return counts
+
+    @property
+    def has_changes(self) -> bool:
+        summary = self.summary
+        return any(summary[a] for a in (CREATE, UPDATE, REPLACE, DELETE, CONFIGURE))
+
+    def summary_line(self) -> str:
+        s = self.summary
+        line = (f"{s[CREATE] + s[REPLACE]} to create, {s[UPDATE]} to update, "
+                f"{s[DELETE] + s[REPLACE]} to delete")
+        if s[CONFIGURE]:
+            line += f", {s[CONFIGURE]} to configure"
+        return line
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": self.format_version,
+            "deployment": self.deployment,
+            "deployment_id": self.deployment_id,
+            "template": self.template,
+            "template_digest": self.template_digest,
+            "base_serial": self.base_serial,
+            "sites_file": self.sites_file,
+            "inputs": self.inputs,
+            "placement": self.placement,
+            "summary": self.summary,
+            "estimated_duration_s": round(self.estimated_duration_s, 3),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plan":
+        return cls(
+            deployment=data["deployment"], template=data["template"],
+            template_digest=data["template_digest"], base_serial=data["base_serial"],
+            steps=tuple(Step.from_dict(s) for s in data["steps"]),
+            placement=data.get("placement") or {}, inputs=data.get("inputs") or {},
+            sites_file=data.get("sites_file"), deployment_id=data.get("deployment_id"),
+            estimated_duration_s=data.get("estimated_duration_s", 0.0),
+            format_version=data.get("format_version", FORMAT_VERSION))
+
+
+def critical_path(steps: tuple[Step, ...] | list[Step]) -> float:
+    """Length in seconds of the longest chain of dependent steps."""
+    finish: dict[str, float] = {}
+    by_id = {s.id: s for s in steps}
+    for step in steps:  # steps are in dependency order
+        start = max((finish.get(d, 0.0) for d in step.depends_on if d in by_id), default=0.0)
+        finish[step.id] = start + step.estimate_s
+    return max(finish.values(), default=0.0)

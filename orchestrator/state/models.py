@@ -1,0 +1,84 @@
+"""The schema as SQLAlchemy Core tables. Migrations (``migrations/versions``) create exactly
+this; ``tests/unit/test_state.py`` checks that the two agree.
+
+Column names avoid SQL keywords (``group_name``, ``node_index``) so the tables read
+plainly in ``psql`` and ``sqlite3``."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
+    Text, UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _timestamp(name: str, nullable: bool = False) -> Column:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+deployments = Table(
+    "deployments", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("group_name", String(255), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("template_path", Text, nullable=False),
+    Column("template_text", Text, nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("plan", JSON(none_as_null=True), nullable=True),
+    Column("sites", Text, nullable=True),
+    Column("serial", Integer, nullable=False),
+    Column("lock_holder", String(255), nullable=True),
+    _timestamp("lock_heartbeat", nullable=True),
+    _timestamp("lock_acquired_at", nullable=True),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    UniqueConstraint("owner", "name"),
+    Index(None, "owner", "group_name"),
+)
+
+resources = Table(
+    "resources", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("deployment_id", String(32), ForeignKey("deployments.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("node_index", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("site", String(255), nullable=True),
+    Column("provider_id", String(255), nullable=True),
+    Column("status", String(32), nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("spec", JSON, nullable=False),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    UniqueConstraint("deployment_id", "node", "node_index", "kind"),
+)
+
+events = Table(
+    "events", metadata,
+    # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("deployment_id", String(32), ForeignKey("deployments.id", ondelete="CASCADE"),
+           nullable=False),
+    _timestamp("ts"),
+    Column("kind", String(64), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("step", String(255), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index(None, "deployment_id", "id"),
+)

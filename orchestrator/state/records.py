@@ -1,0 +1,82 @@
+"""The values the state store hands out: frozen dataclasses, never ORM objects or sessions.
+
+Every timestamp is a timezone-aware UTC datetime; ``to_dict()`` gives the JSON form
+(ISO 8601 timestamps) that the CLI's ``--json`` view and the REST API share."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+DEPLOYMENT_STATUSES = (
+    "new", "planned", "deploying", "deployed", "failed", "deleting", "deleted", "updating",
+)
+RESOURCE_KINDS = ("compute", "volume", "network", "port", "software")
+EVENT_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form: plain types, ISO 8601 timestamps."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class DeploymentRecord(_Record):
+    id: str
+    name: str
+    owner: str
+    group: str | None
+    status: str
+    status_reason: str | None
+    template_path: str
+    template_text: str
+    inputs: dict
+    outputs: dict
+    plan: dict | None
+    sites: str | None
+    serial: int
+    lock_holder: str | None
+    lock_heartbeat: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    lock_acquired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ResourceRecord(_Record):
+    id: str
+    deployment_id: str
+    node: str
+    index: int
+    kind: str
+    site: str | None
+    provider_id: str | None
+    status: str
+    attributes: dict
+    spec: dict
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EventRecord(_Record):
+    id: int
+    deployment_id: str
+    ts: datetime
+    kind: str
+    level: str
+    step: str | None
+    message: str
+    data: dict = field(default_factory=dict)
