@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 from orchestrator.engine import Configurator, ExecutorOptions, RunResult, StepContext, execute
 from orchestrator.errors import OrchestratorError, StalePlanError, TemplateError
-from orchestrator.placement import place
+from orchestrator.placement import place, usage_of
 from orchestrator.plan import Existing, Plan, build_plan, digest
 from orchestrator.providers.base import ACTIVE, DELETED, TAG_INDEX, TAG_KIND, TAG_NODE
 from orchestrator.topology.secrets import MASK
@@ -112,7 +112,9 @@ class Orchestrator:
             self._existing(record) if record is not None else [])
         sites = list(self.catalogue.sites.values())
         offers = {s.name: self._offer(s.name) for s in sites}
-        placement = place(report.topology, sites, offers)
+        credit = {s.name: usage_of([e for e in existing if e.site == s.name], offers[s.name])
+                  for s in sites}
+        placement = place(report.topology, sites, offers, credit)
         with open(report.file, "rb") as handle:
             text = handle.read().decode("utf-8", "replace")
         inputs = _stored_inputs(report.topology)

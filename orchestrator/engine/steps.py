@@ -242,6 +242,7 @@ def _delete(ctx: StepContext, step: Step) -> StepOutcome:
 def _software(ctx: StepContext, step: Step) -> StepOutcome:
     site_options = getattr(ctx.sites.get(step.site), "options", {}) or {}
     if step.action == DELETE:
+        ctx.event(step, "deleting", f"removing software {step.instance}: {step.reason}")
         ctx.configurator.unconfigure(step, ctx.topology, site_options)
         ctx.forget(step.node, step.index, step.kind)
         return StepOutcome()

@@ -110,7 +110,22 @@ def _needs(node: Node, flavor: Flavor) -> dict[str, float]:
             "volume_gib": sum(v.size_gib or 0 for v in node.compute.volumes) * count}
 
 
-def _quota_problems(offer: Offer, chosen: dict[str, Choice], nodes: dict) -> list[str]:
+def usage_of(rows, offer: Offer) -> dict[str, float]:
+    """What existing compute resources (with ``spec['flavor']``) use of a site's quota."""
+    flavors = {f.name: f for f in offer.flavors}
+    used: dict[str, float] = {}
+    for row in rows:
+        flavor = flavors.get((row.spec or {}).get("flavor"))
+        if row.kind != "compute" or flavor is None or row.status == "deleted":
+            continue
+        for key, value in (("instances", 1), ("cores", flavor.cpus),
+                           ("memory_mib", flavor.memory_mib), ("gpus", flavor.gpus.count)):
+            used[key] = used.get(key, 0) + value
+    return used
+
+
+def _quota_problems(offer: Offer, chosen: dict[str, Choice], nodes: dict,
+                    credit: dict | None = None) -> list[str]:
     total: dict[str, float] = {}
     for name, choice in chosen.items():
         for key, value in _needs(nodes[name], choice.flavor).items():
@@ -118,13 +133,18 @@ def _quota_problems(offer: Offer, chosen: dict[str, Choice], nodes: dict) -> lis
     problems = []
     for key, needed in total.items():
         left = offer.quotas.remaining(key)
+        if left is not None:
+            left += (credit or {}).get(key, 0)  # what this deployment already holds there
         if left is not None and needed > left:
             problems.append(f"quota {key}: {needed:g} needed, {max(left, 0):g} left")
     return problems
 
 
-def place(topology: Topology, sites: list, offers: dict[str, Offer]) -> Placement:
-    """Place every compute node of ``topology`` on one of ``sites`` (Site objects)."""
+def place(topology: Topology, sites: list, offers: dict[str, Offer],
+          credit: dict[str, dict] | None = None) -> Placement:
+    """Place every compute node of ``topology`` on one of ``sites`` (Site objects).
+    ``credit`` gives, per site, the quota the deployment itself already uses there (an
+    update may reuse it)."""
     computes = {n.name: n for n in topology.compute_nodes()}
     ranked = rank_sites(sites)
     allowed = _allowed_sites(topology, ranked)
@@ -155,10 +175,10 @@ def place(topology: Topology, sites: list, offers: dict[str, Offer]) -> Placemen
         options[site.name] = choices
         if reasons:
             rejected[site.name] = reasons
-    return _choose(topology, ranked, offers, options, rejected, computes, allowed)
+    return _choose(topology, ranked, offers, options, rejected, computes, allowed, credit or {})
 
 
-def _choose(topology, ranked, offers, options, rejected, computes, allowed) -> Placement:
+def _choose(topology, ranked, offers, options, rejected, computes, allowed, credit) -> Placement:
     feasible: list[str] = []
     for site in ranked:
         choices = options[site.name]
@@ -167,7 +187,8 @@ def _choose(topology, ranked, offers, options, rejected, computes, allowed) -> P
                             and site.name not in allowed[n]}
         if set(choices) | placed_elsewhere != set(computes) or (computes and not choices):
             continue
-        problems = _quota_problems(offers.get(site.name, Offer()), choices, computes)
+        problems = _quota_problems(offers.get(site.name, Offer()), choices, computes,
+                                   credit.get(site.name))
         if problems:
             rejected.setdefault(site.name, []).extend(problems)
             continue
@@ -191,4 +212,4 @@ def _choose(topology, ranked, offers, options, rejected, computes, allowed) -> P
     raise PlacementError("no site can host this deployment:\n" + "\n".join(lines))
 
 
-__all__ = ["Choice", "NodePlacement", "Placement", "place", "rank_sites", "version_key"]
+__all__ = ["usage_of", "Choice", "NodePlacement", "Placement", "place", "rank_sites", "version_key"]

@@ -138,14 +138,14 @@ def _change(kind: str, old: Existing, spec: dict) -> tuple[str, str]:
     """(action, reason) for an existing resource given its desired spec."""
     if old.status == "deleted":
         return CREATE, "missing from the cloud (deleted outside the orchestrator): recreate"
-    if old.status in ("creating", "error", "planned", "building") or not old.provider_id:
-        if kind == "software":
-            return CONFIGURE, f"previous run did not finish ({old.status})"
-        return CREATE, f"previous run did not finish ({old.status}): resume"
     if kind == "software":
+        if old.status != "configured":
+            return CONFIGURE, f"previous run did not finish ({old.status})"
         if old.spec != spec:
             return CONFIGURE, "properties or operations changed"
         return NOOP, "unchanged"
+    if old.status in ("creating", "error", "planned", "building") or not old.provider_id:
+        return CREATE, f"previous run did not finish ({old.status}): resume"
     if old.spec.get("site") not in (None, spec.get("site")):
         return REPLACE, f"site {old.spec.get('site')} -> {spec.get('site')}"
     if kind == "compute":

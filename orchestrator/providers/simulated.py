@@ -336,7 +336,7 @@ class SimulatedProvider(Provider):
             record = self._new_record(state, spec)
             self.cloud.add(state, record)
             self._after(fault, state)
-            return _resource(record, _clock())
+            return replace(_resource(record, _clock()), status=BUILDING)  # as clouds answer
 
     def find(self, deployment: str) -> list[Resource]:
         self._sleep("find")

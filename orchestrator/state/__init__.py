@@ -8,7 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orchestrator.state.records import (
-    DEPLOYMENT_STATUSES, RESOURCE_KINDS, DeploymentRecord, EventRecord, ResourceRecord,
+    DEPLOYMENT_STATUSES,
+    RESOURCE_KINDS,
+    DeploymentRecord,
+    EventRecord,
+    ResourceRecord,
 )
 
 if TYPE_CHECKING:

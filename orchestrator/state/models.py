@@ -6,8 +6,18 @@ plainly in ``psql`` and ``sqlite3``."""
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table,
-    Text, UniqueConstraint,
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
 )
 
 NAMING_CONVENTION = {

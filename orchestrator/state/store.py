@@ -9,7 +9,7 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -21,7 +21,11 @@ from orchestrator.errors import StateLockedError
 from orchestrator.state import db, lock
 from orchestrator.state.models import deployments, events, resources
 from orchestrator.state.records import (
-    DEPLOYMENT_STATUSES, EVENT_LEVELS, RESOURCE_KINDS, DeploymentRecord, EventRecord,
+    DEPLOYMENT_STATUSES,
+    EVENT_LEVELS,
+    RESOURCE_KINDS,
+    DeploymentRecord,
+    EventRecord,
     ResourceRecord,
 )
 
@@ -31,7 +35,7 @@ RESOURCE_FIELDS = frozenset({"site", "provider_id", "status", "attributes", "spe
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -39,8 +43,8 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 class Store:

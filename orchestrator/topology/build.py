@@ -51,6 +51,12 @@ def _str(value) -> str | None:
     return None if value is None or isinstance(value, (dict, list)) else str(value)
 
 
+def _any(value) -> str | None:
+    """A string requirement, where "any", "none" or "" mean no requirement."""
+    text = _str(value)
+    return None if text is None or text.strip().lower() in ("", "any", "none", "*") else text
+
+
 class _Builder:
     def __init__(self, template: Template, diagnostics: Diagnostics):
         self.t = template
@@ -107,9 +113,9 @@ class _Builder:
         gpus = host.get("gpus") if isinstance(host.get("gpus"), dict) else {}
         gpu = GpuSpec(
             count=int(_num(gpus.get("count")) or _num(host.get("num_gpus")) or 0),
-            vendor=_str(gpus.get("vendor") or host.get("gpu_vendor")),
-            model=_str(gpus.get("model") or host.get("gpu_model")),
-            mig_profile=_str(gpus.get("mig_profile")))
+            vendor=_any(gpus.get("vendor") or host.get("gpu_vendor")),
+            model=_any(gpus.get("model") or host.get("gpu_model")),
+            mig_profile=_any(gpus.get("mig_profile")))
         count = _num(scalable.get("count"))
         if count is None:
             count = _num(scalable.get("default_instances"))
