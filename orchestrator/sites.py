@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Iterator
+from typing import Any
 
 from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
 from orchestrator.errors import OrchestratorError
@@ -249,11 +250,12 @@ def _describe(error, data: dict, path: str, schema: dict) -> list[tuple[str, Loc
     if kind in bounds:
         return [(f"{prefix}{what} must be {bounds[kind]} {expected} (got {value})", loc, None)]
     if kind == "pattern" and parts[-1:] in (["name"], ["provider"]):
-        return [(f"{prefix}{what} {_shown(value, parts)} is not a valid {parts[-1]} (letters, "
-                 "digits, '_', '.' and '-', starting with a letter or digit)", loc, None)]
+        message = (f"{prefix}{what} {_shown(value, parts)} is not a valid {parts[-1]} "
+                   "(letters, digits, '_', '.' and '-', starting with a letter or digit)")
+        return [(message, loc, None)]
     if kind == "pattern":
-        return [(f"{prefix}{what} {_shown(value, parts)} does not match the pattern "
-                 f"{expected}", loc, None)]
+        message = f"{prefix}{what} {_shown(value, parts)} does not match the pattern {expected}"
+        return [(message, loc, None)]
     if kind == "minLength":
         return [(f"{prefix}{what} must not be empty", loc, None)]
     return [(f"{prefix}{what}: {error.message}", loc, None)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 
-from orchestrator.plan.model import SYMBOLS
+# the same symbols as orchestrator.plan.SYMBOLS, kept here so --help stays light
+SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "configure": "*",
+           "noop": "="}
 
 
 def duration(seconds: float) -> str:

@@ -11,7 +11,8 @@ the site (docs/sites.md, "simulated"):
   every call under an ``fcntl`` lock, so several processes share one cloud and a test
   can SIGKILL the orchestrator and look at what exists. Without it the cloud lives
   in memory, shared by every SimulatedProvider of the same site name in the process;
-- ``options.latency``: ``{create, delete, update, poll, find, boot}`` seconds;
+- ``options.latency``: ``{create, delete, update, poll, find, boot}`` seconds (and
+  ``configure``, which the engine's recording Configurator sleeps per software step);
 - ``options.faults``: ``[{operation, kind, on_call, times, node, message}]``: the
   ``on_call``-th call (1-based; counted per node when ``node`` is given) and the
   ``times - 1`` after it fail. ``transient``/``quota``/``permanent`` fail before the
@@ -31,16 +32,33 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
 from orchestrator.diagnostics import did_you_mean
-from orchestrator.providers.base import (ACTIVE, BUILDING, DELETED, ERROR, TAG_DEPLOYMENT,
-                                         TAG_INDEX, TAG_KIND, TAG_NODE, CheckResult, Flavor,
-                                         Image, NotFoundError, Offer, Provider, ProviderError,
-                                         QuotaExceededError, Resource, ResourceSpec,
-                                         TransientProviderError)
+from orchestrator.providers.base import (
+    ACTIVE,
+    BUILDING,
+    DELETED,
+    ERROR,
+    TAG_DEPLOYMENT,
+    TAG_INDEX,
+    TAG_KIND,
+    TAG_NODE,
+    CheckResult,
+    Flavor,
+    Image,
+    NotFoundError,
+    Offer,
+    Provider,
+    ProviderError,
+    QuotaExceededError,
+    Resource,
+    ResourceSpec,
+    TransientProviderError,
+)
 
 FORMAT_VERSION = 1
 OPERATIONS = ("create", "delete", "poll", "update", "find", "offer")
@@ -48,7 +66,8 @@ FAULT_KINDS = ("transient", "timeout", "quota", "permanent", "crash", "crash_bef
                "crash_after")
 OPTIONS = ("state_file", "latency", "faults", "boot_error", "unreachable",
            "credentials_invalid")
-LATENCIES = ("create", "delete", "update", "poll", "find", "boot")
+#: seconds per call; ``configure`` is read by the engine's recording Configurator
+LATENCIES = ("create", "delete", "update", "poll", "find", "boot", "configure")
 QUOTA_KEYS = ("instances", "cores", "memory_mib", "gpus", "volumes", "volume_gib")
 
 
@@ -136,8 +155,8 @@ def _address(first: int, second: int, n: int) -> str:
 class SimulatedCloud:
     """The state of one simulated cloud, shared by every provider of the same site."""
 
-    _registry: dict[tuple, SimulatedCloud] = {}
-    _registry_lock = threading.Lock()
+    _registry: ClassVar[dict[tuple, SimulatedCloud]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, site_name: str, state_file: str | None = None):
         self.site_name = site_name

@@ -20,3 +20,10 @@ def test_every_diagnostic_code_is_documented():
     doc = (ROOT / "docs" / "diagnostics.md").read_text()
     missing = [code for code in CODES if f"`{code}`" not in doc]
     assert missing == []
+
+
+def test_plan_symbols_agree():
+    from orchestrator.cli.plan_view import SYMBOLS as shown
+    from orchestrator.plan import SYMBOLS
+
+    assert shown == SYMBOLS

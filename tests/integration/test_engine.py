@@ -1,0 +1,170 @@
+"""The engine on the simulated cloud: parallelism, retries, failover, rollback,
+stale plans, drift, scaling and outputs."""
+import pytest
+
+from orchestrator.errors import StalePlanError
+from orchestrator.providers import simulated
+from tests import engine_support as es
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clouds():
+    simulated.reset_all()
+    yield
+    simulated.reset_all()
+
+
+def _deploy(orch, template, name="demo", *sets):
+    result = orch.plan(template, sets=sets, name=name)
+    return orch.apply(result.plan, sets=sets)
+
+
+def test_independent_steps_overlap_in_time(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a", latency={"boot": 0.5}))
+    orch = es.orchestrator(tmp_path, sites)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=4)))
+    assert applied.run.ok, applied.run.failed
+    timings = applied.run.timings
+    creates = [timings[f"apply compute worker[{i}]"] for i in range(4)]
+    creates.append(timings["apply compute head[0]"])
+    latest_start = max(start for start, _ in creates)
+    earliest_end = min(end for _, end in creates)
+    assert latest_start < earliest_end, "the five servers were not built concurrently"
+    for i in range(4):  # software waits for its own host only
+        assert timings[f"configure software app[{i}]"][0] >= timings[
+            f"apply compute worker[{i}]"][1]
+
+
+def test_status_polled_in_batches(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a", latency={"boot": 0.3}))
+    orch = es.orchestrator(tmp_path, sites, poll_interval_s=0.1)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=20)))
+    assert applied.run.ok
+    calls = simulated.api_calls(orch.catalogue.get("a"))
+    assert calls["create"] == 21
+    assert sum(calls.values()) <= 3 * 21, calls
+
+
+def test_outputs_resolve_against_state(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=2)))
+    outputs = orch.outputs("demo")
+    rows = {(r.node, r.index): r for r in orch.store.resources(applied.deployment.id)}
+    assert outputs["head_ip"] == rows[("head", 0)].attributes["private_address"]
+    assert outputs["worker_ips"] == [rows[("worker", i)].attributes["private_address"]
+                                     for i in range(2)]
+    assert orch.store.get_deployment("demo").outputs == outputs
+
+
+def test_transient_errors_are_retried(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a", faults=[
+        {"operation": "create", "kind": "transient", "on_call": 1, "times": 2}]))
+    events = []
+    orch = es.orchestrator(tmp_path, sites, events)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=1)))
+    assert applied.run.ok, applied.run.failed
+    assert sum(e["kind"] == "retry" for e in events) == 2
+    assert len(es.alive(orch, "a")) == 2  # no duplicate from the retries
+
+
+def test_failover_to_next_site_keeps_reasons(tmp_path):
+    sites = es.write_sites(
+        tmp_path, es.site("first", priority=10, boot_error={"node": "worker",
+                                                           "message": "No valid host was found"}),
+        es.site("second", priority=1))
+    events = []
+    orch = es.orchestrator(tmp_path, sites, events)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=1)))
+    assert applied.run.ok, applied.run.failed
+    rows = {(r.node, r.index): r for r in orch.store.resources(applied.deployment.id)}
+    assert rows[("head", 0)].site == "first"
+    assert rows[("worker", 0)].site == "second"
+    messages = [e["message"] for e in events if e["kind"] in ("attempt-failed", "failover")]
+    assert any("No valid host was found" in m for m in messages)
+    assert any("failing over from site first to second" in m for m in messages)
+    assert [r["tags"]["orchestrator-node"] for r in es.alive(orch, "first")] == ["head"]
+
+
+def test_failure_rolls_back_what_the_run_created(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("only", faults=[
+        {"operation": "create", "kind": "permanent", "on_call": 3,
+         "message": "flavor disabled"}]))
+    orch = es.orchestrator(tmp_path, sites)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=3)))
+    assert not applied.run.ok
+    assert applied.deployment.status == "failed"
+    assert "flavor disabled" in applied.deployment.status_reason
+    assert es.alive(orch, "only") == []
+    assert orch.store.resources(applied.deployment.id) == []
+
+
+def test_keep_failed_leaves_resources_in_state(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("only", faults=[
+        {"operation": "create", "kind": "permanent", "on_call": 2}]))
+    orch = es.orchestrator(tmp_path, sites)
+    template = es.write_template(tmp_path, es.cluster(workers=1))
+    result = orch.plan(template, name="demo")
+    applied = orch.apply(result.plan, keep_failed=True)
+    assert not applied.run.ok
+    kept = es.alive(orch, "only")
+    assert len(kept) == 1
+    rows = [r for r in orch.store.resources(applied.deployment.id) if r.provider_id]
+    assert [r.provider_id for r in rows] == [kept[0]["id"]]
+
+
+def test_stale_plan_is_refused(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    template = es.write_template(tmp_path, es.cluster(workers=1))
+    _deploy(orch, template)
+    old = orch.plan(es.write_template(tmp_path, es.cluster(workers=2)), name="demo").plan
+    _deploy(orch, es.write_template(tmp_path, es.cluster(workers=3)))
+    with pytest.raises(StalePlanError, match="stale"):
+        orch.apply(old)
+
+
+def test_scale_out_and_in_honours_removal_list(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    _deploy(orch, es.write_template(tmp_path, es.cluster(workers=3)))
+    body = es.cluster(workers=2).replace("{count: 2}", "{count: 2, removal_list: ['worker[0]']}")
+    plan = orch.plan(es.write_template(tmp_path, body), name="demo").plan
+    deletes = [s.id for s in plan.steps if s.action == "delete"]
+    assert "delete compute worker[0]" in deletes and "delete compute worker[2]" not in deletes
+    applied = orch.apply(plan)
+    assert applied.run.ok
+    workers = sorted(r.index for r in orch.store.resources(applied.deployment.id)
+                     if r.node == "worker" and r.kind == "compute")
+    assert workers == [1, 2]
+    assert len(es.alive(orch, "a")) == 3
+
+
+def test_drift_is_planned_and_repaired(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    template = es.write_template(tmp_path, es.cluster(workers=2))
+    applied = _deploy(orch, template)
+    victim = next(r for r in orch.store.resources(applied.deployment.id)
+                  if (r.node, r.index) == ("worker", 1) and r.kind == "compute")
+    orch.provider("a").delete(victim.provider_id)  # behind the orchestrator's back
+    plan = orch.plan(template, name="demo").plan
+    actions = {s.id: (s.action, s.reason) for s in plan.steps if s.action != "noop"}
+    assert actions["apply compute worker[1]"][0] == "create"
+    assert "deleted outside the orchestrator" in actions["apply compute worker[1]"][1]
+    assert actions["configure software app[1]"][0] == "configure"
+    assert orch.apply(plan).run.ok
+    assert len(es.alive(orch, "a")) == 3
+    assert not orch.plan(template, name="demo").plan.has_changes
+
+
+def test_delete_leaves_nothing(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=3)))
+    assert len(es.alive(orch, "a")) == 4
+    run = orch.delete("demo")
+    assert run.ok
+    assert es.alive(orch, "a") == []
+    assert orch.store.get_deployment("demo") is None
+    assert orch.store.resources(applied.deployment.id) == []
