@@ -6,6 +6,7 @@ No side effects: the caller passes the placement, the deployment's current resou
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from dataclasses import dataclass
 from typing import Callable
@@ -14,6 +15,7 @@ from orchestrator.placement import Placement
 from orchestrator.plan.model import (
     CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan, Step, critical_path)
 from orchestrator.topology.model import Node, Topology
+from orchestrator.tosca.values import scalar_to
 
 INFRA_KINDS = ("network", "volume", "port", "compute")
 Key = tuple  # (node, index, kind)
@@ -125,8 +127,9 @@ def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict
                 "networks": list(req.networks), "volumes": [v.node for v in req.volumes]}
     if kind == "volume":
         size = node.properties.get("size")
-        return {"site": site, "size": size if isinstance(size, (str, int, float)) else None,
-                "volume_type": node.properties.get("volume_type") or
+        gib = scalar_to(size, "scalar-unit.size", "GiB") if isinstance(size, str) else size
+        return {"site": site, "size_gib": math.ceil(gib) if isinstance(gib, (int, float))
+                else None, "volume_type": node.properties.get("volume_type") or
                 node.properties.get("type")}
     if kind in ("network", "port"):
         return {"site": site, "properties": digest(node.properties)}

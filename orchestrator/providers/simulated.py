@@ -165,6 +165,7 @@ class SimulatedCloud:
         self._state = _fresh_state(site_name)
         self._stamp: tuple | None = None
         self._index: dict[tuple, str] = {}
+        self._usage: dict | None = None  # totals of live resources, recomputed when None
 
     @classmethod
     def for_site(cls, site: Any) -> SimulatedCloud:
@@ -218,6 +219,7 @@ class SimulatedCloud:
                     if os.path.exists(self.state_file):
                         os.remove(self.state_file)
             self._state, self._stamp, self._index = _fresh_state(self.site_name), None, {}
+            self._usage = None
 
     def _file_stamp(self) -> tuple | None:
         try:
@@ -239,7 +241,7 @@ class SimulatedCloud:
             except (OSError, ValueError) as exc:
                 raise ProviderError(f"simulated cloud state {self.state_file} is unreadable: "
                                     f"{exc}") from exc
-        self._state, self._stamp = state, stamp
+        self._state, self._stamp, self._usage = state, stamp, None
         self._index = {_tag_key(r["tags"]): r["id"] for r in state["resources"].values()
                        if r.get("deleted_at") is None}
         return state
@@ -251,7 +253,7 @@ class SimulatedCloud:
         fd, tmp = tempfile.mkstemp(prefix=".simulated-", suffix=".json", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle, separators=(",", ":"))
+                handle.write(json.dumps(state, separators=(",", ":")))  # C encoder: fast
             os.replace(tmp, self.state_file)
         except BaseException:
             if os.path.exists(tmp):
@@ -272,18 +274,36 @@ class SimulatedCloud:
     def add(self, state: dict, record: dict) -> None:
         state["resources"][record["id"]] = record
         self._index[_tag_key(record["tags"])] = record["id"]
+        self._count_usage(record["usage"], 1)
 
     def remove(self, state: dict, record: dict, now: float) -> None:
         record["deleted_at"] = now
         self._index.pop(_tag_key(record["tags"]), None)
+        self._count_usage(record["usage"], -1)
 
-    @staticmethod
-    def usage(state: dict, exclude: str | None = None) -> dict:
-        total = {k: 0 for k in QUOTA_KEYS}
-        for record in state["resources"].values():
-            if record.get("deleted_at") is None and record["id"] != exclude:
-                for key, amount in record["usage"].items():
-                    total[key] += amount
+    def set_usage(self, record: dict, usage: dict) -> None:
+        self._count_usage(record["usage"], -1)
+        record["usage"] = usage
+        self._count_usage(usage, 1)
+
+    def _count_usage(self, usage: dict, sign: int) -> None:
+        if self._usage is not None:
+            for key, amount in usage.items():
+                self._usage[key] += sign * amount
+
+    def usage(self, state: dict, exclude: str | None = None) -> dict:
+        """Quota usage of the live resources (but ``exclude``)."""
+        if self._usage is None:
+            total = {k: 0 for k in QUOTA_KEYS}
+            for record in state["resources"].values():
+                if record.get("deleted_at") is None:
+                    for key, amount in record["usage"].items():
+                        total[key] += amount
+            self._usage = total
+        total = dict(self._usage)
+        if exclude is not None and self.live(state, exclude) is not None:
+            for key, amount in state["resources"][exclude]["usage"].items():
+                total[key] -= amount
         return total
 
 
@@ -560,7 +580,7 @@ class SimulatedProvider(Provider):
             if spec.flavor and spec.flavor != attributes.get("flavor"):
                 usage, more = self._compute_usage(self._flavor(spec.flavor))
                 self._check_quota(state, usage, exclude=record["id"])
-                record["usage"] = usage
+                self.cloud.set_usage(record, usage)
                 attributes.update(more)
         elif record["kind"] == "volume" and "size_gib" in spec.properties:
             size = self._volume_size(spec)
@@ -569,7 +589,8 @@ class SimulatedProvider(Provider):
                                     f"shrink from {attributes['size_gib']} to {size} GiB")
             usage = {"volumes": 1, "volume_gib": size}
             self._check_quota(state, usage, exclude=record["id"])
-            record["usage"], attributes["size_gib"] = usage, size
+            self.cloud.set_usage(record, usage)
+            attributes["size_gib"] = size
         record["updated_at"] = _clock()
 
 
