@@ -116,10 +116,10 @@ def find_sites_file(explicit: str | None) -> str | None:
     An explicit path or the environment variable is returned even when the file is
     missing (so that loading reports it); the XDG default only when it exists."""
     if explicit:
-        return explicit
+        return os.path.expanduser(explicit)
     env = os.environ.get(ENV_SITES)
     if env:
-        return env
+        return os.path.expanduser(env)
     config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
                                                                  ".config")
     default = os.path.join(config, "orchestrator", "sites.yaml")
