@@ -265,7 +265,7 @@ class Orchestrator:
 
     def status(self, name: str) -> dict:
         record = self.deployment(name)
-        return {"deployment": record.to_dict() | {"plan": None, "template_text": None},
+        return {"deployment": record.to_dict() | {"plan": None},
                 "resources": [r.to_dict() for r in self.store.resources(record.id)]}
 
     def outputs(self, name: str) -> dict:

@@ -51,10 +51,15 @@ def _confirm(question: str, yes: bool) -> None:
         raise click.exceptions.Abort()
 
 
+def _public(record) -> dict:
+    """A deployment as shown to users: without the bulky plan and template text."""
+    return record.to_dict() | {"plan": None, "template_text": None}
+
+
 def _finish(result, fmt: str) -> None:
     run = result.run
     record = result.deployment
-    data = {"deployment": record.to_dict() | {"plan": None, "template_text": None},
+    data = {"deployment": _public(record),
             "ok": run.ok, "failed": run.failed, "rolled_back": run.rolled_back}
     text = f"Deployment '{record.name}' {record.status}."
     if not run.ok:
@@ -203,8 +208,7 @@ def delete(ctx, name, yes, force, fmt):
 @click.pass_context
 def list_(ctx, fmt):
     """List deployments."""
-    records = [r.to_dict() | {"plan": None, "template_text": None}
-               for r in _orchestrator(ctx, fmt).list()]
+    records = [_public(r) for r in _orchestrator(ctx, fmt).list()]
     _emit(fmt, records, plan_view.deployments_text(records))
 
 

@@ -173,6 +173,10 @@ class Executor:
             return self._fail_or_failover(step, str(exc))
         except Exception as exc:  # a bug must not leave the run hanging
             return self._fail_or_failover(step, f"internal error: {type(exc).__name__}: {exc}")
+        return self._settle(step, outcome)
+
+    def _settle(self, step: Step, outcome: StepOutcome):
+        """True when the step is done; "waiting" when its resource is still building."""
         if outcome.pending_id is not None:
             with self._lock:
                 self._waiting.setdefault(outcome.site, {})[outcome.pending_id] = (
@@ -188,19 +192,10 @@ class Executor:
     def _fail_or_failover(self, step: Step, message: str):
         replacement = self.ctx.failover(step, message)
         if replacement is not None:
-            return self._outcome_from_retry(step, replacement)
+            return self._settle(step, replacement)
         self.ctx.event(step, "step-failed", f"{step.id} failed: {message}", level="error")
         self._finish_timing(step.id)
         return message
-
-    def _outcome_from_retry(self, step: Step, outcome: StepOutcome):
-        if outcome.pending_id is not None:
-            with self._lock:
-                self._waiting.setdefault(outcome.site, {})[outcome.pending_id] = (
-                    step, time.monotonic())
-            return "waiting"
-        self._finish_timing(step.id)
-        return True
 
     # -- batched waiting ----------------------------------------------------------------------
     def _poll_waiting(self, pool, running) -> list[tuple[str, object]]:
