@@ -62,8 +62,8 @@ class Orchestrator:
 
             catalogue = load_sites(self.sites_path)
             if catalogue.diagnostics.has_errors:
-                raise TemplateError("the site catalogue is invalid:\n" + "\n".join(
-                    d.render() for d in catalogue.diagnostics.sorted()), catalogue.diagnostics)
+                raise TemplateError(f"the site catalogue {catalogue.source} is invalid",
+                                    catalogue.diagnostics)
             self._catalogue = catalogue
         return self._catalogue
 
@@ -108,35 +108,47 @@ class Orchestrator:
             raise TemplateError(f"{report.file} is invalid", report.diagnostics)
         name = name or os.path.splitext(os.path.basename(report.file))[0]
         record = self.store.get_deployment(name, owner=self.owner)
-        existing = self.refresh(record) if record is not None and refresh else (
-            self._existing(record) if record is not None else [])
+        existing: list[Existing] = []
+        if record is not None and refresh:
+            with self.store.locked(record.id):  # never refresh under a running apply
+                existing = self.refresh(record)
+        elif record is not None:
+            existing = self._existing(record)
         sites = list(self.catalogue.sites.values())
-        offers = {s.name: self._offer(s.name) for s in sites}
+        unavailable: dict[str, str] = {}
+        offers = {s.name: self._offer(s.name, unavailable) for s in sites}
         credit = {s.name: usage_of([e for e in existing if e.site == s.name], offers[s.name])
                   for s in sites}
-        placement = place(report.topology, sites, offers, credit)
+        placement = place(report.topology, sites, offers, credit, unavailable)
         with open(report.file, "rb") as handle:
             text = handle.read().decode("utf-8", "replace")
         inputs = _stored_inputs(report.topology)
+        secret_inputs = {i.name: MASK for i in report.topology.inputs
+                         if i.secret and i.value is not None and i.value != i.default}
         plan = build_plan(
             report.topology, placement, existing, deployment=name,
             base_serial=record.serial if record else 0,
             template_digest=digest([text, inputs]), estimate=self._estimate,
-            inputs={i.name: (MASK if i.secret else i.value) for i in report.topology.inputs},
+            inputs={**{i.name: i.value for i in report.topology.inputs if not i.secret},
+                    **secret_inputs},
             sites_file=self.catalogue.source,
             deployment_id=record.id if record else None)
         return PlanResult(plan, report, record)
 
-    def _offer(self, site: str):
+    def _offer(self, site: str, unavailable: dict):
         try:
             return self.provider(site).offer()
-        except OrchestratorError:
+        except OrchestratorError as exc:
             from orchestrator.providers.base import Offer
 
-            return Offer()  # an unreachable site offers nothing; placement says so
+            unavailable[site] = f"unavailable: {exc}"  # placement says so for this site
+            return Offer()
 
     def _estimate(self, site: str | None, kind: str, action: str) -> float:
         try:
+            if kind == "software":
+                options = getattr(self.catalogue.sites.get(site), "options", None) or {}
+                return self.configurator.estimate(options) if action != "delete" else 0.0
             return float(self.provider(site).estimate(kind, action))
         except OrchestratorError:
             return 0.0
@@ -192,6 +204,12 @@ class Orchestrator:
             f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets))
         if not report.valid:
             raise TemplateError(f"{plan.template} is invalid", report.diagnostics)
+        given = {s.partition("=")[0] for s in sets} | _file_keys(input_files)
+        missing = sorted(k for k, v in plan.inputs.items() if v == MASK and k not in given)
+        if missing:
+            raise TemplateError(
+                f"the plan was made with secret input(s) {', '.join(missing)}, which are never "
+                "stored: pass them again to apply (--set NAME=VALUE or -i FILE)")
         record = self.store.get_deployment(plan.deployment, owner=self.owner)
         with open(report.file, "rb") as handle:
             text = handle.read().decode("utf-8", "replace")
@@ -203,10 +221,19 @@ class Orchestrator:
                 f"{plan.base_serial} but the deployment is at {current_serial}, or the template"
                 " or inputs changed since; make a new plan")
         if record is None:
-            record = self.store.create_deployment(
-                plan.deployment, owner=self.owner, template_path=os.path.abspath(report.file),
-                template_text=text, inputs=inputs, sites=self.catalogue.source)
+            try:
+                record = self.store.create_deployment(
+                    plan.deployment, owner=self.owner,
+                    template_path=os.path.abspath(report.file), template_text=text,
+                    inputs=inputs, sites=self.catalogue.source)
+            except ValueError:  # another run created it since the plan was made
+                record = self.deployment(plan.deployment)
         with self.store.locked(record.id):
+            record = self.deployment(plan.deployment)
+            if record.serial != plan.base_serial:
+                raise StalePlanError(
+                    f"the plan for '{plan.deployment}' is stale: another run applied state "
+                    f"serial {record.serial} since; make a new plan")
             self.store.update_deployment(record.id, status="deploying", status_reason=None,
                                          template_text=text, inputs=inputs,
                                          template_path=os.path.abspath(report.file),
@@ -226,7 +253,7 @@ class Orchestrator:
             self._event(record.id, "apply-finished", f"{status}" + (f": {reason}" if reason
                                                                     else ""),
                         level="info" if run.ok else "error")
-        return ApplyResult(record, run)
+        return ApplyResult(self.deployment(plan.deployment), run)
 
     def _event(self, deployment_id: str, kind: str, message: str, level: str = "info"):
         event = self.store.add_event(deployment_id, kind, message, level=level)
@@ -286,6 +313,21 @@ class Orchestrator:
 def _stored_inputs(topology) -> dict:
     """Input values worth keeping in state: everything but secrets."""
     return {i.name: i.value for i in topology.inputs if not i.secret and i.value is not None}
+
+
+def _file_keys(files) -> set[str]:
+    import yaml
+
+    keys: set[str] = set()
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError):
+            continue  # reported by validation
+        if isinstance(data, dict):
+            keys |= set(data.get("inputs", data) if set(data) == {"inputs"} else data)
+    return keys
 
 
 def _plan_inputs(plan: Plan, sets) -> list[tuple[str, str]]:

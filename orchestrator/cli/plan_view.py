@@ -10,6 +10,8 @@ SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "confi
 
 
 def duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"

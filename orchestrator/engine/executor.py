@@ -58,6 +58,7 @@ class Executor:
         self._site_busy: dict[str | None, int] = {}
         self._configuring = 0
         self._waiting: dict[str, dict[str, tuple[Step, float]]] = {}  # site -> id -> step
+        self._polled: dict[str | None, float] = {}  # site -> when it was last polled
 
     # -- scheduling ----------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -175,6 +176,10 @@ class Executor:
             return self._fail_or_failover(step, f"internal error: {type(exc).__name__}: {exc}")
         return self._settle(step, outcome)
 
+    def _activate(self, step: Step, resource) -> StepOutcome:
+        self.ctx.activated(step, resource)
+        return StepOutcome()
+
     def _settle(self, step: Step, outcome: StepOutcome):
         """True when the step is done; "waiting" when its resource is still building."""
         if outcome.pending_id is not None:
@@ -201,9 +206,12 @@ class Executor:
     def _poll_waiting(self, pool, running) -> list[tuple[str, object]]:
         """One poll call per site for every resource still building."""
         finished: list[tuple[str, object]] = []
+        now = time.monotonic()
         with self._lock:
-            snapshot = {site: dict(items) for site, items in self._waiting.items() if items}
+            snapshot = {site: dict(items) for site, items in self._waiting.items() if items
+                        and now - self._polled.get(site, 0.0) >= self.options.poll_interval_s}
         for site, items in snapshot.items():
+            self._polled[site] = now
             try:
                 states = self.ctx.poll(site, list(items))
             except TransientProviderError as exc:
@@ -219,7 +227,6 @@ class Executor:
                 resource = states.get(pid)
                 verdict = None
                 if resource is not None and resource.status == ACTIVE:
-                    self.ctx.activated(step, resource)
                     verdict = True
                 elif resource is None and message:
                     verdict = message
@@ -234,9 +241,8 @@ class Executor:
                     continue
                 with self._lock:
                     self._waiting[site].pop(pid, None)
-                if verdict is True:
-                    self._finish_timing(step.id)
-                    finished.append((step.id, True))
+                if verdict is True:  # record it off the scheduler thread
+                    running[pool.submit(self._activate, step, resource)] = step.id
                 else:
                     outcome = self._fail_or_failover(step, verdict)
                     if outcome != "waiting":

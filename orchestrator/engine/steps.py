@@ -44,6 +44,10 @@ class Configurator:
     def unconfigure(self, step: Step, topology: Topology | None, site_options: dict) -> None:
         return None
 
+    def estimate(self, site_options: dict) -> float:
+        """Typical seconds one configure step takes, for the plan's duration estimate."""
+        return float((site_options.get("latency") or {}).get("configure", 0) or 0)
+
 
 @dataclass
 class StepContext:

@@ -141,7 +141,8 @@ def _quota_problems(offer: Offer, chosen: dict[str, Choice], nodes: dict,
 
 
 def place(topology: Topology, sites: list, offers: dict[str, Offer],
-          credit: dict[str, dict] | None = None) -> Placement:
+          credit: dict[str, dict] | None = None,
+          unavailable: dict[str, str] | None = None) -> Placement:
     """Place every compute node of ``topology`` on one of ``sites`` (Site objects).
     ``credit`` gives, per site, the quota the deployment itself already uses there (an
     update may reuse it)."""
@@ -157,6 +158,10 @@ def place(topology: Topology, sites: list, offers: dict[str, Offer],
         offer = offers.get(site.name, Offer())
         choices: dict[str, Choice] = {}
         reasons: list[str] = []
+        if (unavailable or {}).get(site.name):
+            options[site.name] = choices
+            rejected[site.name] = [unavailable[site.name]]
+            continue
         for name, node in computes.items():
             permitted = allowed.get(name)
             if permitted is not None and site.name not in permitted:

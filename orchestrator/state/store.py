@@ -61,8 +61,11 @@ class Store:
             self._engine.dispose()
             raise
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-        # An in-memory SQLite database is one connection: threads take turns with it.
-        self._one_at_a_time = threading.RLock() if db.is_memory(resolved) else None
+        # SQLite has one writer at a time: threads of this process take turns in Python
+        # instead of spinning on SQLite's busy timeout (an in-memory database is also one
+        # shared connection). Other processes still coordinate through SQLite's own locks.
+        self._one_at_a_time = threading.RLock() if resolved.get_backend_name() == "sqlite" \
+            else None
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
