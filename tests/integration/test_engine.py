@@ -168,3 +168,41 @@ def test_delete_leaves_nothing(tmp_path):
     assert es.alive(orch, "a") == []
     assert orch.store.get_deployment("demo") is None
     assert orch.store.resources(applied.deployment.id) == []
+
+
+def test_secret_inputs_must_be_given_again_to_apply(tmp_path):
+    from orchestrator.errors import TemplateError
+
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    template = es.write_template(tmp_path, """
+topology_template:
+  inputs:
+    admin_password: {type: string, required: false, description: Admin password}
+  node_templates:
+    vm:
+      type: orchestrator.nodes.Compute
+""")
+    plan = orch.plan(template, sets=["admin_password=s3cr3t"], name="demo").plan
+    assert plan.inputs["admin_password"] == "******"
+    assert "s3cr3t" not in plan.to_json()
+    with pytest.raises(TemplateError, match="secret input.*admin_password"):
+        orch.apply(plan)
+    assert orch.apply(plan, sets=["admin_password=s3cr3t"]).run.ok
+    record = orch.store.get_deployment("demo")
+    assert "admin_password" not in record.inputs
+    assert all("s3cr3t" not in e.message for e in orch.store.events(record.id))
+
+
+def test_unavailable_provider_is_named_in_the_placement_error(tmp_path):
+    from orchestrator.errors import PlacementError
+
+    sites = es.write_sites(tmp_path, {"name": "os", "provider": "openstack",
+                                      "credentials": {"cloud": "x"}}, es.site("sim"))
+    orch = es.orchestrator(tmp_path, sites)
+    body = es.cluster(workers=1).replace("num_cpus: 2 ,", "num_cpus: 64 ,")
+    template = es.write_template(tmp_path, body.replace("{num_cpus: 2}", "{num_cpus: 64}"))
+    with pytest.raises(PlacementError) as err:
+        orch.plan(template, name="demo")
+    assert "site os: unavailable: no provider 'openstack' is installed" in str(err.value)
+    assert "site sim: node head: no flavor with 64 cpus (largest: 16)" in str(err.value)
