@@ -197,11 +197,15 @@ class Orchestrator:
 
     # -- applying -------------------------------------------------------------------------------
     def apply(self, plan: Plan, input_files: Iterable[str] = (), sets: Iterable[str] = (),
-              keep_failed: bool = False) -> ApplyResult:
+              keep_failed: bool = False, report=None) -> ApplyResult:
+        """Execute ``plan``. ``report`` is the validation the plan was made from, when the
+        caller made the plan in this process (deploy, update); otherwise the template is
+        validated again."""
         from orchestrator import service
 
-        report = service.validate(plan.template, input_files, [
-            f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets))
+        if report is None:
+            report = service.validate(plan.template, input_files, [
+                f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets))
         if not report.valid:
             raise TemplateError(f"{plan.template} is invalid", report.diagnostics)
         given = {s.partition("=")[0] for s in sets} | _file_keys(input_files)

@@ -134,7 +134,8 @@ def deploy(ctx, template, input_files, sets, name, resume, yes, no_wait, keep_fa
     if no_wait:
         _start_background(ctx, result.plan, input_files, sets, keep_failed, fmt)
         return
-    _finish(orch.apply(result.plan, input_files, sets, keep_failed=keep_failed), fmt)
+    _finish(orch.apply(result.plan, input_files, sets, keep_failed=keep_failed,
+                       report=result.report), fmt)
 
 
 def _start_background(ctx, plan_obj, input_files, sets, keep_failed, fmt) -> None:
@@ -179,7 +180,8 @@ def update(ctx, name, template, input_files, sets, yes, keep_failed, fmt):
         _emit(fmt, {"deployment": name, "changes": False}, "Nothing to do.")
         sys.exit(EXIT_OK)
     _confirm("Apply this plan?", yes)
-    _finish(orch.apply(result.plan, input_files, sets, keep_failed=keep_failed), fmt)
+    _finish(orch.apply(result.plan, input_files, sets, keep_failed=keep_failed,
+                       report=result.report), fmt)
 
 
 @cli.command()

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -61,6 +61,8 @@ class Store:
             self._engine.dispose()
             raise
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._upserts: dict = {}
+        self._insert_event = None
         # SQLite has one writer at a time: threads of this process take turns in Python
         # instead of spinning on SQLite's busy timeout (an in-memory database is also one
         # shared connection). Other processes still coordinate through SQLite's own locks.
@@ -206,20 +208,34 @@ class Store:
         key = dict(deployment_id=deployment_id, node=node, node_index=index, kind=kind)
         row = dict(site=None, provider_id=None, status="pending", attributes={}, spec={})
         row.update(fields)
-        insert_ = (postgresql_insert if self._engine.dialect.name == "postgresql"
-                   else sqlite_insert)(resources)
-        statement = insert_.values(id=uuid.uuid4().hex, **key, **row, created_at=now,
-                                   updated_at=now).on_conflict_do_update(
-            index_elements=list(key), set_={**fields, "updated_at": now})
+        params = dict(id=uuid.uuid4().hex, **key, **row, created_at=now, updated_at=now)
         try:
             with self._transaction() as session:
-                session.execute(statement)
-                found = session.execute(select(resources).where(
-                    *(resources.c[name] == value for name, value in key.items()))
-                ).mappings().one()
+                found = session.execute(self._upsert_statement(frozenset(fields)),
+                                        params).mappings().one()
         except IntegrityError as exc:
             raise LookupError(f"no deployment with id {deployment_id!r}") from exc
         return self._resource_record(found)
+
+    def _upsert_statement(self, fields: frozenset):
+        """INSERT ... ON CONFLICT DO UPDATE (the given fields) RETURNING the row, built once
+        per set of fields with bound parameters, so SQLAlchemy compiles it once."""
+        statement = self._upserts.get(fields)
+        if statement is None:
+            insert_ = (postgresql_insert if self._engine.dialect.name == "postgresql"
+                       else sqlite_insert)(resources)
+            columns = ("id", "deployment_id", "node", "node_index", "kind", "site",
+                       "provider_id", "status", "attributes", "spec", "created_at",
+                       "updated_at")
+            insert_ = insert_.values({c: bindparam(c, type_=resources.c[c].type)
+                                      for c in columns})
+            updates = {f: insert_.excluded[f] for f in sorted(fields)}
+            updates["updated_at"] = insert_.excluded["updated_at"]
+            statement = insert_.on_conflict_do_update(
+                index_elements=["deployment_id", "node", "node_index", "kind"],
+                set_=updates).returning(*resources.c)
+            self._upserts[fields] = statement
+        return statement
 
     def resources(self, deployment_id: str) -> list[ResourceRecord]:
         """Ordered by node, kind, index."""
@@ -253,8 +269,11 @@ class Store:
                              f"expected one of {', '.join(EVENT_LEVELS)}")
         row = dict(deployment_id=deployment_id, ts=_now(), kind=kind, level=level, step=step,
                    message=message, data=dict(data or {}))
+        if self._insert_event is None:
+            self._insert_event = insert(events).values(
+                {c: bindparam(c, type_=events.c[c].type) for c in row}).returning(events.c.id)
         try:
-            event_id = session.execute(insert(events).values(**row)).inserted_primary_key[0]
+            event_id = session.execute(self._insert_event, row).scalar_one()
         except IntegrityError as exc:
             raise LookupError(f"no deployment with id {deployment_id!r}") from exc
         return EventRecord(id=int(event_id), **row)
