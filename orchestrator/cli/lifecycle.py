@@ -34,8 +34,10 @@ def _orchestrator(ctx: click.Context, fmt: str = "text", quiet: bool = False):
         if not quiet:
             click.echo(plan_view.event_line(event), err=True)
 
-    return service.orchestrator(db=ctx.obj.get("db"), sites=ctx.obj.get("sites"),
+    orch = service.orchestrator(db=ctx.obj.get("db"), sites=ctx.obj.get("sites"),
                                 on_event=progress)
+    orch.options.step_timeout_s = float(ctx.obj.get("step_timeout") or 1800)
+    return orch
 
 
 def _emit(fmt: str, data, text: str) -> None:
@@ -146,9 +148,9 @@ def _start_background(ctx, plan_obj, input_files, sets, keep_failed, fmt) -> Non
     with os.fdopen(handle, "w") as out:
         out.write(plan_obj.to_json())
     args = [sys.executable, "-m", "orchestrator"]
-    for key in ("db", "sites"):
+    for key in ("db", "sites", "step_timeout"):
         if ctx.obj.get(key):
-            args += [f"--{key}", ctx.obj[key]]
+            args += [f"--{key.replace('_', '-')}", str(ctx.obj[key])]
     args += ["apply", path, "--format", "json"]
     args += [a for f in input_files for a in ("-i", f)]
     args += [a for s in sets for a in ("--set", s)]

@@ -42,14 +42,18 @@ def _template_options(func):
 @click.option("--sites", metavar="FILE", envvar="ORCHESTRATOR_SITES",
               help="Site catalogue (default: $XDG_CONFIG_HOME/orchestrator/sites.yaml; env "
               "ORCHESTRATOR_SITES).")
+@click.option("--step-timeout", metavar="SECONDS", type=click.FloatRange(min=1),
+              envvar="ORCHESTRATOR_STEP_TIMEOUT", default=1800, show_default=True,
+              help="How long one step may wait for its resource to become ready.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, db: str | None, sites: str | None) -> None:
+def cli(ctx: click.Context, debug: bool, db: str | None, sites: str | None,
+        step_timeout: float) -> None:
     """TOSCA orchestrator: validate, inspect, plan and deploy TOSCA templates for research
     infrastructures (GPUs, InfiniBand, CVMFS, ML clusters).
 
     Exit status: 0 success, 1 failure, 2 usage error."""
     ctx.ensure_object(dict)
-    ctx.obj.update(debug=debug, db=db, sites=sites)
+    ctx.obj.update(debug=debug, db=db, sites=sites, step_timeout=step_timeout)
 
 
 @cli.command()

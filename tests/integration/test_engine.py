@@ -206,3 +206,12 @@ def test_unavailable_provider_is_named_in_the_placement_error(tmp_path):
         orch.plan(template, name="demo")
     assert "site os: unavailable: no provider 'openstack' is installed" in str(err.value)
     assert "site sim: node head: no flavor with 64 cpus (largest: 16)" in str(err.value)
+
+
+def test_step_timeout_fails_the_step_and_rolls_back(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("slow", latency={"boot": 30}))
+    orch = es.orchestrator(tmp_path, sites, step_timeout_s=0.3)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=1)))
+    assert not applied.run.ok
+    assert any("timed out after 0.3s waiting for" in m for m in applied.run.failed.values())
+    assert es.alive(orch, "slow") == []
