@@ -11,7 +11,7 @@ import difflib
 import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 
 class Severity(str, Enum):
@@ -78,8 +78,13 @@ CODES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
+    """A place in a source file; line and column are 1-based, 0 when unknown.
+
+    A named tuple because the YAML loader makes one for every key and item: it is
+    immutable, hashable and compares by value, and creating one is cheap.
+    """
+
     file: str
     line: int = 0
     column: int = 0
@@ -130,7 +135,11 @@ class Diagnostics:
     """An ordered collection of diagnostics; de-duplicates identical entries."""
 
     items: list[Diagnostic] = field(default_factory=list)
-    _seen: set = field(default_factory=set, repr=False)
+    _seen: set = field(default_factory=set, repr=False, compare=False)
+    # errors among items[:_counted]; items appended directly are counted on demand
+    _errors: int = field(default=0, init=False, repr=False, compare=False)
+    _counted: int = field(default=0, init=False, repr=False, compare=False)
+    _counted_in: list | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(
         self,
@@ -168,8 +177,21 @@ class Diagnostics:
         return [d for d in self.items if d.is_error]
 
     @property
+    def error_count(self) -> int:
+        """How many errors there are (cheap: counted incrementally)."""
+        items = self.items
+        if items is not self._counted_in or self._counted > len(items):  # replaced, shortened
+            self._errors = self._counted = 0
+            self._counted_in = items
+        if self._counted < len(items):
+            error = Severity.ERROR
+            self._errors += sum(1 for d in items[self._counted:] if d.severity is error)
+            self._counted = len(items)
+        return self._errors
+
+    @property
     def has_errors(self) -> bool:
-        return any(d.is_error for d in self.items)
+        return self.error_count > 0
 
     def sorted(self) -> list[Diagnostic]:
         return sorted(self.items, key=lambda d: (d.file, d.line, d.column, d.code))

@@ -7,6 +7,7 @@ inputs, validate against the types and evaluate intrinsic functions.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -37,6 +38,20 @@ class LoadResult:
 def load_template(path: str, input_files: Iterable[str] = (), sets: Iterable[str] = (),
                   options: LoadOptions | None = None) -> LoadResult:
     """Parse and validate ``path``; never raises for bad input, reports Diagnostics."""
+    # Loading allocates a great many small, long-lived objects and hardly any cycles:
+    # the cyclic collector would only walk them again and again (30-40% of the time).
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
+    try:
+        return _load_template(path, input_files, sets, options)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_template(path: str, input_files: Iterable[str], sets: Iterable[str],
+                   options: LoadOptions | None) -> LoadResult:
     options = options or LoadOptions()
     diags = Diagnostics()
     try:
@@ -47,6 +62,9 @@ def load_template(path: str, input_files: Iterable[str] = (), sets: Iterable[str
         if os.path.isdir(path):
             diags.error("file-not-found", f"'{path}' is a directory, not a template",
                         Location(path))
+            return LoadResult(None, diags)
+        if not os.path.isfile(path):  # a device or a named pipe: never open it
+            diags.error("file-not-found", f"'{path}' is not a regular file", Location(path))
             return LoadResult(None, diags)
         if csar.is_csar(path):
             with csar.extracted(path, diags) as unpacked:

@@ -8,12 +8,15 @@ deployment's state (see ``resolve_deferred``).
 """
 from __future__ import annotations
 
+import base64
 import difflib
+import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from orchestrator.diagnostics import Diagnostics, Location, Severity
+from orchestrator.diagnostics import Diagnostics, Location, Severity, did_you_mean
 from orchestrator.tosca.yamlsource import Mapping, Sequence, where
 
 STATIC = {"get_input", "get_property", "concat", "join", "token", "get_nodes_of_type"}
@@ -37,14 +40,36 @@ class Deferred:
         return "{" + self.function + ": " + repr([to_plain(a) for a in self.args]) + "}"
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def to_plain(value):
-    """Copy a value into plain JSON-able Python data (Deferred -> its TOSCA form)."""
+    """Copy a value into plain JSON-able Python data (Deferred -> its TOSCA form).
+
+    Values YAML can express but JSON cannot become text: timestamps in ISO 8601,
+    ``!!binary`` in base64, infinite and NaN floats as YAML spells them (".inf",
+    "-.inf", ".nan"); a ``!!set`` becomes a list.
+    """
+    if value.__class__ in _SCALARS:
+        return value
     if isinstance(value, Deferred):
         return value.to_json()
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, (set, frozenset)):
+        items = [to_plain(v) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:  # mixed types: any stable order
+            return sorted(items, key=repr)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
@@ -71,6 +96,7 @@ class Context(Protocol):
     def operation_declared(self, node: str, interface: str, operation: str) -> bool: ...
     def nodes_of_type(self, type_name: str) -> list[str]: ...
     def node_names(self) -> list[str]: ...
+    def artifact_names(self, node: str) -> list[str]: ...
 
 
 _MISSING = object()
@@ -89,6 +115,8 @@ class Evaluator:
         self.diagnostics = ctx.diagnostics
 
     def evaluate(self, value, scope: Scope, loc: Location):
+        if value.__class__ in _PLAIN:
+            return value
         name = function_name(value)
         if name is not None:
             here = where(value, name, loc)
@@ -126,9 +154,9 @@ class Evaluator:
         if len(value) != 1:
             return
         key = next(iter(value))
-        if not isinstance(key, str) or not re.fullmatch(r"[a-z_]+", key):
+        if not isinstance(key, str):
             return
-        close = difflib.get_close_matches(key, sorted(FUNCTIONS), n=1, cutoff=0.8)
+        close = _misspelt_function(key)
         if close:
             self.diagnostics.add("unknown-function", f"'{key}' is not an intrinsic function; the "
                                  "value is kept as a plain map", where(value, key, loc),
@@ -146,7 +174,7 @@ class Evaluator:
     # -- static functions ---------------------------------------------------------------------
     def _fn_get_input(self, args, scope: Scope, loc: Location):
         path = list(args) if isinstance(args, list) else [args]
-        if not path or not isinstance(path[0], str):
+        if not path or not isinstance(path[0], str) or not _all_keys(path[1:]):
             return self._bad("get_input takes an input name (or [name, key, ...])", loc, scope)
         value = self.ctx.input_value(path[0], loc, scope.self_node)
         return self._descend(value, path[1:], f"input '{path[0]}'", loc, scope)
@@ -170,8 +198,6 @@ class Evaluator:
                                  loc, scope, "unresolved-reference")
             return host
         if not self.ctx.node_exists(entity):
-            from orchestrator.diagnostics import did_you_mean
-
             self.diagnostics.error("unknown-node", f"{fn} refers to node '{entity}', which does "
                                    "not exist", loc, node=scope.self_node,
                                    hint=did_you_mean(entity, self.ctx.node_names()))
@@ -179,7 +205,7 @@ class Evaluator:
         return entity
 
     def _fn_get_property(self, args, scope: Scope, loc: Location):
-        if not isinstance(args, list) or len(args) < 2:
+        if not isinstance(args, list) or len(args) < 2 or not _all_keys(args[1:]):
             return self._bad("get_property takes [entity, (capability or requirement,) property, "
                              "nested keys...]", loc, scope)
         node = self._entity(args[0], scope, loc, "get_property")
@@ -188,7 +214,9 @@ class Evaluator:
         path = list(args[1:])
         if args[0] == "HOST":  # the first host up the chain that has the property
             current: str | None = node
-            while current is not None:
+            visited: set[str] = set()
+            while current is not None and current not in visited:  # a hosting cycle ends it
+                visited.add(current)
                 value = self.ctx.property_of(current, path, loc, None)
                 if value is not _MISSING:
                     return value
@@ -256,7 +284,7 @@ class Evaluator:
 
     # -- deferred functions -------------------------------------------------------------------
     def _fn_get_attribute(self, args, scope: Scope, loc: Location):
-        if not isinstance(args, list) or len(args) < 2:
+        if not isinstance(args, list) or len(args) < 2 or not _all_keys(args[1:]):
             return self._bad("get_attribute takes [entity, (capability or requirement,) "
                              "attribute, nested keys...]", loc, scope)
         node = self._entity(args[0], scope, loc, "get_attribute")
@@ -283,10 +311,37 @@ class Evaluator:
         return Deferred("get_operation_output", tuple(args), node)
 
     def _fn_get_artifact(self, args, scope: Scope, loc: Location):
-        if not isinstance(args, list) or len(args) < 2:
+        if not isinstance(args, list) or len(args) < 2 or not isinstance(args[1], str) or \
+                not _all_keys(args[2:]):
             return self._bad("get_artifact takes [entity, artifact name, ...]", loc, scope)
         node = self._entity(args[0], scope, loc, "get_artifact")
-        return None if node is None else Deferred("get_artifact", tuple(args), node)
+        if node is None:
+            return None
+        artifact_names = getattr(self.ctx, "artifact_names", None)
+        names = artifact_names(node) if artifact_names is not None else None
+        if names is not None and args[1] not in names:
+            self.diagnostics.error("unresolved-reference", f"get_artifact: node '{node}' has no "
+                                   f"artifact '{args[1]}'", loc, node=scope.self_node,
+                                   hint=did_you_mean(args[1], names))
+            return None
+        return Deferred("get_artifact", tuple(args), node)
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # values that evaluate to themselves
+_FUNCTION_LIST = sorted(FUNCTIONS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _misspelt_function(key: str) -> list[str]:
+    """The intrinsic function ``key`` looks like a misspelling of, if any ([] or [name])."""
+    if not re.fullmatch(r"[a-z_]+", key):
+        return []
+    return difflib.get_close_matches(key, _FUNCTION_LIST, n=1, cutoff=0.8)
+
+
+def _all_keys(path) -> bool:
+    """Names and indices only: a path into properties has no lists or maps in it."""
+    return all(not isinstance(step, (dict, list, set, tuple)) for step in path)
 
 
 def _text(value) -> str:

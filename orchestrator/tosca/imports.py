@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,12 +147,14 @@ class ImportResolver:
         return self._add(origin, name, text, prefix)
 
     def _add(self, origin: str, name: str, text: str, prefix: str | None) -> SourceDoc | None:
+        errors = self.diagnostics.error_count
         data = load_yaml(text, name, self.diagnostics)
-        if data is None:
-            return None
+        if data is None and self.diagnostics.error_count > errors:
+            return None  # not YAML, or refused: load_yaml said why
         if not isinstance(data, Mapping):
-            self.diagnostics.error("not-a-mapping", "a TOSCA file must be a YAML mapping",
-                                   Location(name, 1, 1))
+            what = "is empty" if data is None else f"is a YAML {_yaml_kind(data)}"
+            self.diagnostics.error("not-a-mapping", f"the document {what}; a TOSCA file must be a "
+                                   "YAML mapping", Location(name, 1, 1))
             return None
         doc = SourceDoc(name, origin, data, prefix)
         self.docs.append(doc)
@@ -222,7 +223,7 @@ class ImportResolver:
             candidates.append(Path(doc.origin).parent / ref)
         candidates.append(resources.types_dir() / ref)
         for candidate in candidates:
-            if candidate.is_file():
+            if _is_file(candidate):
                 origin = str(candidate.resolve())
                 self._load_local(origin, self._display(origin), at, prefix)
                 return
@@ -237,6 +238,8 @@ class ImportResolver:
         if url in self._loaded:
             return
         self._loaded.add(url)
+        import urllib.request  # only with --allow-remote-imports: keep it out of startup
+
         try:
             with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (opt-in)
                 text = response.read(20 * 1024 * 1024 + 1).decode("utf-8")
@@ -244,6 +247,22 @@ class ImportResolver:
             self.diagnostics.error("import-fetch-failed", f"cannot fetch '{url}': {exc}", at)
             return
         self._add(url, url, text, prefix)
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file that says False for names the OS refuses (too long, NUL bytes)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _yaml_kind(data) -> str:
+    if isinstance(data, list):
+        return "sequence"
+    if isinstance(data, (set, frozenset)):
+        return "set"
+    return "scalar"
 
 
 def _import_spec(entry) -> tuple[str, str | None, str | None] | None:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import yaml
-
 from orchestrator.diagnostics import Diagnostics, Location
 from orchestrator.tosca.yamlsource import load_yaml, read_text, where
 
@@ -35,9 +33,15 @@ def gather(files: Iterable[str], sets: Iterable[str],
         if not sep or not key.strip():
             diags.error("invalid-input-file", f"--set expects key=value, got {item!r}", loc)
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = ""
+        if raw.strip():
+            scratch = Diagnostics()
+            value = load_yaml(raw, loc.file, scratch)
+            refused = [d for d in scratch.errors if d.code != "yaml-syntax"]
+            if refused:  # too deep, an alias bomb, too large: say so, at the --set
+                diags.extend(refused)
+                continue
+            if scratch.has_errors:  # not YAML: the text itself
+                value = raw
         values[key.strip()] = (value, loc)
     return values

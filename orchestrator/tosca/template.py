@@ -25,7 +25,11 @@ TOPOLOGY_KEYS = {"description", "inputs", "node_templates", "relationship_templa
                  "policies", "outputs", "substitution_mappings", "workflows"}
 NODE_KEYS = {"type", "description", "metadata", "directives", "properties", "attributes",
              "requirements", "capabilities", "interfaces", "artifacts", "node_filter", "copy"}
+INPUT_KEYS = {"type", "description", "required", "default", "status", "constraints",
+              "key_schema", "entry_schema", "external-schema", "metadata", "value"}
 HOSTED_ON = "tosca.relationships.HostedOn"
+_EMPTY: dict = {}  # an empty mapping, never written to
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # values that evaluate to themselves
 
 
 @dataclass
@@ -100,6 +104,8 @@ class Template:
         self._in_progress: set = set()
         self._by_type: dict[str, list[str]] = {}
         self._cap_defs: dict[tuple[str, str], dict] = {}
+        self._scopes: dict[str, Scope] = {}
+        self._checkers: dict[str | None, Checker] = {}
         self.evaluator = Evaluator(self)
 
     # -- building ---------------------------------------------------------------------------
@@ -162,6 +168,12 @@ class Template:
                 self.diagnostics.error("wrong-type", f"input '{name}' must be a mapping with a "
                                        "type", loc)
                 continue
+            for key in schema:
+                if key not in INPUT_KEYS:
+                    self.diagnostics.error("unknown-section", f"'{key}' is not a field of an "
+                                           f"input definition (input '{name}')",
+                                           where(schema, key, loc),
+                                           hint=did_you_mean(key, INPUT_KEYS))
             definition = InputDef(str(name), schema, loc)
             self.inputs[str(name)] = definition
             if name in given:
@@ -391,6 +403,13 @@ class Template:
                 diags.error("unknown-type", f"requirement '{name}' uses unknown relationship "
                             f"'{relationship}'", rel_loc, node=node.name,
                             hint=self.registry.suggest("relationship_types", relationship))
+            elif isinstance(rel_props, dict) and rel_props:
+                defs = self.registry.properties("relationship_types", rel_type)
+                for key in rel_props:
+                    if key not in defs:
+                        diags.error("unknown-property", f"property '{key}' is not defined for "
+                                    f"relationship {rel_type}", where(rel_props, key, loc),
+                                    node=node.name, hint=did_you_mean(key, defs))
         target_name = self._target(node, name, target, body, loc)
         result = Requirement(name, target_name, capability if isinstance(capability, str)
                              else None, rel_type, rel_props if isinstance(rel_props, dict) else {},
@@ -447,21 +466,31 @@ class Template:
 
     # -- evaluation ---------------------------------------------------------------------------
     def _evaluate_node(self, node: NodeTemplate) -> None:
-        for prop in self.registry.properties("node_types", node.type):
-            value = self._node_property(node, prop, node.loc)
+        compute, name, loc = self._compute, node.name, node.loc
+        given = node.raw.get("properties")
+        given = given if isinstance(given, dict) else _EMPTY
+        for prop, schema in self.registry.properties("node_types", node.type).items():
+            if schema is None:
+                continue
+            value = compute((name, None, prop), node, given, schema, prop, loc)
             if value is not MISSING:
                 node.properties[prop] = value
-        caps = node.raw.get("capabilities") if isinstance(node.raw.get("capabilities"),
-                                                          dict) else {}
+        caps = node.raw.get("capabilities")
+        caps = caps if isinstance(caps, dict) else _EMPTY
         for cap_name in self.registry.capabilities(node.type):
+            body = caps.get(cap_name)
+            given = body.get("properties") if isinstance(body, dict) else None
+            given = given if isinstance(given, dict) else _EMPTY
             values = {}
-            for prop in self._capability_property_defs(node.type, cap_name):
-                value = self._capability_property(node, cap_name, prop, node.loc)
+            for prop, schema in self._capability_property_defs(node.type, cap_name).items():
+                if schema is None:
+                    continue
+                value = compute((name, cap_name, prop), node, given, schema, prop, loc)
                 if value is not MISSING:
                     values[prop] = value
             if values or cap_name in caps:
                 node.capabilities[cap_name] = values
-        scope = Scope(self_node=node.name)
+        scope = self._scope(name)
         for ops in node.interfaces.values():
             for op in ops.values():
                 op["inputs"] = self.evaluator.evaluate_map(op.get("inputs") or {}, scope, op["loc"])
@@ -474,10 +503,23 @@ class Template:
                     op["inputs"] = self.evaluator.evaluate_map(op.get("inputs") or {}, rel_scope,
                                                            op["loc"])
 
+    def _scope(self, node: str) -> Scope:
+        scope = self._scopes.get(node)
+        if scope is None:
+            scope = self._scopes[node] = Scope(self_node=node)
+        return scope
+
+    def _checker(self, node: str | None) -> Checker:
+        checker = self._checkers.get(node)
+        if checker is None:
+            checker = self._checkers[node] = Checker(self.registry, self.diagnostics, node)
+        return checker
+
     def _compute(self, key: tuple, node: NodeTemplate, given: dict, schema, name: str,
                  loc: Location):
-        if key in self._props:
-            return self._props[key]
+        props = self._props
+        if key in props:
+            return props[key]
         if key in self._in_progress:
             self.diagnostics.error("function-cycle", f"{name} of '{node.name}' depends on "
                                    "itself through get_property", loc, node=node.name)
@@ -489,16 +531,17 @@ class Template:
         elif isinstance(schema, dict) and schema.get("required", True) is not False:
             self.diagnostics.error("missing-property", f"required property '{name}' has no value",
                                    node.loc, node=node.name)
-            self._props[key] = None
+            props[key] = None
             return None
         else:
-            self._props[key] = MISSING
+            props[key] = MISSING
             return MISSING
         self._in_progress.add(key)
-        value = self.evaluator.evaluate(raw, Scope(self_node=node.name), at)
-        value = Checker(self.registry, self.diagnostics, node.name).check(value, schema, name, at)
+        if raw.__class__ not in _PLAIN:
+            raw = self.evaluator.evaluate(raw, self._scope(node.name), at)
+        value = self._checker(node.name).check(raw, schema, name, at)
         self._in_progress.discard(key)
-        self._props[key] = value
+        props[key] = value
         return value
 
     def _node_property(self, node: NodeTemplate, prop: str, loc: Location):
@@ -534,6 +577,9 @@ class Template:
 
     def node_names(self) -> list[str]:
         return list(self.nodes)
+
+    def artifact_names(self, node: str) -> list[str]:
+        return [name for name in self.nodes[node].artifacts if isinstance(name, str)]
 
     def host_of(self, node: str | None) -> str | None:
         template = self.nodes.get(node) if node else None
@@ -638,7 +684,7 @@ class Template:
             self._check_type_ref("group_types", body, loc, f"group '{name}'")
             members = body.get("members") or []
             for member in members if isinstance(members, list) else []:
-                if member not in self.nodes:
+                if not isinstance(member, str) or member not in self.nodes:
                     self.diagnostics.error("unknown-target", f"group '{name}' member '{member}' "
                                            "is not a node template", where(body, "members", loc),
                                            hint=did_you_mean(member, self.nodes))
@@ -667,7 +713,8 @@ class Template:
             type_name = self._check_type_ref("policy_types", body, loc, f"policy '{name}'")
             targets = body.get("targets") or []
             for target in targets if isinstance(targets, list) else []:
-                if target not in self.nodes and target not in self.groups:
+                if not isinstance(target, str) or (target not in self.nodes
+                                                   and target not in self.groups):
                     self.diagnostics.error("unknown-target", f"policy '{name}' target "
                                            f"'{target}' is not a node template or group",
                                            where(body, "targets", loc),

@@ -6,6 +6,7 @@ scalar-unit arithmetic come from tosca-parser (``toscaparser.elements``).
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from dataclasses import dataclass
 
@@ -26,31 +27,60 @@ if hasattr(tp_scalar, "ScalarUnit_Bitrate"):
     _SCALARS["scalar-unit.bitrate"] = tp_scalar.ScalarUnit_Bitrate
 
 _VERSION = re.compile(r"^\d+(\.\d+){0,2}(\.[A-Za-z0-9_]+(-\d+)?)?$")
+_INTEGER = re.compile(r"[+-]?\d{1,30}")
 _CONSTRAINT_CACHE: dict[tuple, object] = {}
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_PRIMITIVE_NAMES = sorted(PRIMITIVE_TYPES)
+_Deferred = None
 
 
 def is_deferred(value) -> bool:
     """True when the value contains a function that can only be resolved later."""
-    from orchestrator.tosca.functions import Deferred
+    if value.__class__ in _PLAIN:
+        return False
+    global _Deferred
+    if _Deferred is None:
+        from orchestrator.tosca.functions import Deferred
 
-    if isinstance(value, Deferred):
+        _Deferred = Deferred
+    return _contains_deferred(value)
+
+
+def _contains_deferred(value) -> bool:
+    if isinstance(value, _Deferred):
         return True
     if isinstance(value, dict):
-        return any(is_deferred(v) for v in value.values())
+        return any(v.__class__ not in _PLAIN and _contains_deferred(v) for v in value.values())
     if isinstance(value, list):
-        return any(is_deferred(v) for v in value)
+        return any(v.__class__ not in _PLAIN and _contains_deferred(v) for v in value)
     return False
 
 
 def scalar_to(value, type_name: str, unit: str) -> float | None:
     """Convert a scalar-unit string ("8 GB") into ``unit``; None when not convertible."""
-    cls = _SCALARS.get(type_name)
-    if cls is None or value is None:
+    if _SCALARS.get(type_name) is None or value is None:
         return None
     try:
-        return float(cls(value).get_num_from_scalar_unit(unit))
+        return _scalar_to(value, value.__class__, type_name, unit)
+    except TypeError:  # unhashable: not a scalar unit anyway
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _scalar_to(value, _cls: type, type_name: str, unit: str) -> float | None:
+    try:
+        return float(_SCALARS[type_name](value).get_num_from_scalar_unit(unit))
     except Exception:  # tosca-parser raises plain ValueError and friends
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_scalar_unit(type_name: str, _cls: type, value) -> bool:
+    try:
+        _SCALARS[type_name](value).validate_scalar_unit()
+    except Exception:  # tosca-parser raises plain ValueError and friends
+        return False
+    return True
 
 
 @dataclass
@@ -66,10 +96,14 @@ class Checker:
             return value
         if value is None or is_deferred(value):
             return value
-        before = len(self.diagnostics.errors)
+        constraints = schema.get("constraints")
+        if not constraints:
+            return self.check_type(value, type_name, schema, name, loc)
+        diagnostics = self.diagnostics
+        before = diagnostics.error_count
         value = self.check_type(value, type_name, schema, name, loc)
-        if len(self.diagnostics.errors) == before:  # constraints only apply to well-typed values
-            self.check_constraints(value, type_name, schema.get("constraints"), name, loc)
+        if diagnostics.error_count == before:  # constraints only apply to well-typed values
+            self.check_constraints(value, type_name, constraints, name, loc)
         return value
 
     # -- types ------------------------------------------------------------------------------
@@ -89,7 +123,8 @@ class Checker:
         if datatype is None:
             self.diagnostics.error("unknown-type", f"'{name}' has unknown data type "
                                    f"'{type_name}'", where(schema, "type", loc), node=self.node,
-                                   hint=self.registry.suggest("data_types", type_name))
+                                   hint=did_you_mean(type_name, _PRIMITIVE_NAMES)
+                                   or self.registry.suggest("data_types", type_name))
             return value
         chain = self.registry.chain("data_types", datatype.name)
         base = None
@@ -115,7 +150,7 @@ class Checker:
         if type_name == "integer":
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
-            if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,30}", value.strip()):
+            if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
                 return int(value)
             self._mismatch(value, type_name, name, loc)
             return value
@@ -184,9 +219,7 @@ class Checker:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 self._mismatch(value, type_name, name, loc)
                 return value
-            try:
-                _SCALARS[type_name](value).validate_scalar_unit()
-            except Exception:
+            if not _valid_scalar_unit(type_name, value.__class__, value):
                 self.diagnostics.error(
                     "type-mismatch", f"'{name}' must be a {type_name} such as "
                     f"{'8 GB' if type_name.endswith('size') else '10 s'}, got {value!r}",

@@ -361,3 +361,14 @@ def test_cli_json_accepts_valid_templates(tmp_path, name):
 def test_cli_usage_error_exits_2(tmp_path):
     proc = _cli(tmp_path, "validate")
     assert proc.returncode == 2, proc.stdout + proc.stderr
+
+
+def test_dsl_definitions_anchors_and_merge_keys():
+    topology = _valid("tosca13_dsl_definitions.yaml")
+    small = topology.nodes["small"].compute
+    large = topology.nodes["large"].compute
+    plain = topology.nodes["plain"].compute
+    assert (small.cpus, small.os.version) == (1, "22.04")
+    assert (large.cpus, large.os.version) == (16, "24.04")  # explicit keys win over <<
+    assert large.memory_mib == small.memory_mib  # merged from the shared block
+    assert plain.os.distribution == "ubuntu"
