@@ -1,0 +1,131 @@
+"""Requirements of node templates: targets, relationships and capability checks
+(a part of Template, kept in its own module)."""
+from __future__ import annotations
+
+from orchestrator.diagnostics import Location, did_you_mean
+from orchestrator.tosca.entities import NodeTemplate, Requirement
+from orchestrator.tosca.yamlsource import Mapping, where
+
+
+class RequirementsMixin:
+    def _read_requirements(self, node: NodeTemplate) -> None:
+        diags = self.diagnostics
+        reqs = node.raw.get("requirements")
+        if reqs is None:
+            return
+        if not isinstance(reqs, list):
+            diags.error("wrong-type", "'requirements' must be a list of single-key mappings",
+                        where(node.raw, "requirements", node.loc), node=node.name)
+            return
+        req_defs = self.registry.requirements(node.type)
+        for index, entry in enumerate(reqs):
+            loc = where(reqs, index, node.loc)
+            if not isinstance(entry, dict) or len(entry) != 1:
+                diags.error("wrong-type", "a requirement must be a single-key mapping", loc,
+                            node=node.name)
+                continue
+            req_name, body = next(iter(entry.items()))
+            loc = where(entry, req_name, loc)
+            definition = req_defs.get(req_name)
+            if definition is None:
+                diags.error("unknown-requirement", f"requirement '{req_name}' is not defined for "
+                            f"{node.type}", loc, node=node.name,
+                            hint=did_you_mean(req_name, req_defs))
+                continue
+            requirement = self._requirement(node, str(req_name), body, definition, loc)
+            if requirement is not None:
+                node.requirements.append(requirement)
+
+    def _requirement(self, node, name: str, body, definition: dict, loc: Location):
+        diags = self.diagnostics
+        if isinstance(body, str):
+            body = {"node": body}
+        if not isinstance(body, dict):
+            diags.error("wrong-type", f"requirement '{name}' must name a node or be a mapping",
+                        loc, node=node.name)
+            return None
+        target = body.get("node", definition.get("node"))
+        capability = body.get("capability", definition.get("capability"))
+        relationship = body.get("relationship", definition.get("relationship"))
+        rel_props: dict = {}
+        rel_ifaces: Mapping = Mapping()
+        if isinstance(relationship, dict):
+            rel_props = relationship.get("properties") or {}
+            rel_ifaces = relationship.get("interfaces") or Mapping()
+            relationship = relationship.get("type")
+        if isinstance(relationship, str) and relationship in self.relationship_templates:
+            template = self.relationship_templates[relationship]
+            if isinstance(template, dict):
+                rel_props = template.get("properties") or {}
+                rel_ifaces = template.get("interfaces") or Mapping()
+                relationship = template.get("type")
+        rel_type = None
+        if relationship is not None:
+            rel_type = self.registry.resolve("relationship_types", relationship)
+            if rel_type is None:
+                rel_loc = where(body, "relationship", loc)
+                if isinstance(body.get("relationship"), dict):
+                    rel_loc = where(body["relationship"], "type", rel_loc)
+                diags.error("unknown-type", f"requirement '{name}' uses unknown relationship "
+                            f"'{relationship}'", rel_loc, node=node.name,
+                            hint=self.registry.suggest("relationship_types", relationship))
+            elif isinstance(rel_props, dict) and rel_props:
+                defs = self.registry.properties("relationship_types", rel_type)
+                for key in rel_props:
+                    if key not in defs:
+                        diags.error("unknown-property", f"property '{key}' is not defined for "
+                                    f"relationship {rel_type}", where(rel_props, key, loc),
+                                    node=node.name, hint=did_you_mean(key, defs))
+        target_name = self._target(node, name, target, body, loc)
+        result = Requirement(name, target_name, capability if isinstance(capability, str)
+                             else None, rel_type, rel_props if isinstance(rel_props, dict) else {},
+                             {}, loc)
+        if target_name is not None:
+            self._check_target(node, result, definition, loc)
+        if rel_type and isinstance(rel_ifaces, dict):
+            holder = NodeTemplate(node.name, rel_type, Mapping(), loc)
+            self._read_interfaces(holder, "relationship_types", rel_type, rel_ifaces,
+                                  result.interfaces)
+        return result
+
+    def _target(self, node, name: str, target, body: dict, loc: Location) -> str | None:
+        if target is None:
+            return None
+        if not isinstance(target, str):
+            self.diagnostics.error("wrong-type", f"requirement '{name}': 'node' must be a name",
+                                   loc, node=node.name)
+            return None
+        if target in self.nodes:
+            return target
+        node_type = self.registry.resolve("node_types", target)
+        if node_type is not None:  # an abstract requirement: pick the only node of that type
+            candidates = [n for n in self._by_type.get(node_type, []) if n != node.name]
+            if len(candidates) == 1:
+                return candidates[0]
+            if "node" in body:
+                self.diagnostics.warning(
+                    "unresolved-reference", f"requirement '{name}' asks for a node of type "
+                    f"{node_type}; {len(candidates)} node templates match, none chosen",
+                    loc, node=node.name)
+            return None
+        self.diagnostics.error("unknown-node", f"requirement '{name}' refers to node '{target}', "
+                               "which does not exist", where(body, "node", loc), node=node.name,
+                               hint=did_you_mean(target, self.nodes))
+        return None
+
+    def _check_target(self, node, requirement: Requirement, definition: dict,
+                      loc: Location) -> None:
+        target = self.nodes[requirement.target]
+        wanted_node = definition.get("node")
+        if isinstance(wanted_node, str) and self.registry.resolve("node_types", wanted_node) and \
+                not self.registry.is_a("node_types", target.type, wanted_node):
+            self.diagnostics.error(
+                "requirement-mismatch", f"requirement '{requirement.name}' needs a node of type "
+                f"{wanted_node}; '{target.name}' is a {target.type}", loc, node=node.name)
+            return
+        capability = requirement.capability
+        if capability and self.registry.capability_offers(target.type, capability) is None:
+            self.diagnostics.error(
+                "requirement-mismatch", f"requirement '{requirement.name}' needs capability "
+                f"{capability}, which '{target.name}' ({target.type}) does not offer", loc,
+                node=node.name)
