@@ -16,6 +16,7 @@ from orchestrator.placement import place, usage_of
 from orchestrator.plan import Existing, Plan, build_plan, digest
 from orchestrator.providers.base import ACTIVE, DELETED, TAG_INDEX, TAG_KIND, TAG_NODE
 from orchestrator.topology.secrets import MASK
+from orchestrator.validation import validate
 
 
 @dataclass
@@ -101,9 +102,7 @@ class Orchestrator:
     def plan(self, template: str, input_files: Iterable[str] = (), sets: Iterable[str] = (),
              name: str | None = None, import_maps: Iterable[str] = (),
              allow_remote_imports: bool = False, refresh: bool = True) -> PlanResult:
-        from orchestrator import service
-
-        report = service.validate(template, input_files, sets, import_maps, allow_remote_imports)
+        report = validate(template, input_files, sets, import_maps, allow_remote_imports)
         if not report.valid:
             raise TemplateError(f"{report.file} is invalid", report.diagnostics)
         name = name or os.path.splitext(os.path.basename(report.file))[0]
@@ -201,10 +200,8 @@ class Orchestrator:
         """Execute ``plan``. ``report`` is the validation the plan was made from, when the
         caller made the plan in this process (deploy, update); otherwise the template is
         validated again."""
-        from orchestrator import service
-
         if report is None:
-            report = service.validate(plan.template, input_files, [
+            report = validate(plan.template, input_files, [
                 f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets))
         if not report.valid:
             raise TemplateError(f"{plan.template} is invalid", report.diagnostics)
@@ -300,12 +297,11 @@ class Orchestrator:
                 "resources": [r.to_dict() for r in self.store.resources(record.id)]}
 
     def outputs(self, name: str) -> dict:
-        from orchestrator import service
         from orchestrator.engine.outputs import resolve_outputs
 
         record = self.deployment(name)
         sets = [f"{k}={_yaml(v)}" for k, v in (record.inputs or {}).items()]
-        report = service.validate(record.template_path, (), sets)
+        report = validate(record.template_path, (), sets)
         if report.valid:
             return resolve_outputs(report.topology, self.store.resources(record.id))
         return dict(record.outputs or {})

@@ -1,25 +1,13 @@
 """The one facade the front ends (CLI, API) use. Core code never prints."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from orchestrator import resources
-from orchestrator.diagnostics import Diagnostics
-from orchestrator.topology import Topology, build_topology
-from orchestrator.tosca import LoadOptions, load_template
+from orchestrator.validation import ValidationReport, resolve_template, validate
 
-
-@dataclass
-class ValidationReport:
-    file: str
-    diagnostics: Diagnostics
-    topology: Topology | None = None
-
-    @property
-    def valid(self) -> bool:
-        return not self.diagnostics.has_errors and self.topology is not None
+__all__ = ["ValidationReport", "resolve_template", "validate", "catalogue", "orchestrator",
+           "load_plan", "schema", "sites_data", "check_data"]
 
 
 @dataclass(frozen=True)
@@ -30,30 +18,6 @@ class CatalogueEntry:
     metadata: dict = field(default_factory=dict)
     inputs: tuple = ()
     valid: bool = True
-
-
-def resolve_template(name: str) -> str:
-    """A path as given, or the name of a catalogue template (with or without .yaml)."""
-    if os.path.exists(name):
-        return name
-    folder = resources.templates_dir()
-    for candidate in (folder / name, folder / f"{name}.yaml", folder / f"{name}.yml"):
-        if candidate.is_file():
-            return str(candidate)
-    return name
-
-
-def validate(template: str, input_files: Iterable[str] = (), sets: Iterable[str] = (),
-             import_maps: Iterable[str] = (), allow_remote_imports: bool = False
-             ) -> ValidationReport:
-    """Parse, validate and build the topology of a template; never raises for bad input."""
-    path = resolve_template(template)
-    options = LoadOptions(tuple(import_maps), allow_remote_imports)
-    result = load_template(path, tuple(input_files), tuple(sets), options)
-    report = ValidationReport(path, result.diagnostics)
-    if result.template is not None and not result.diagnostics.has_errors:
-        report.topology = build_topology(result.template, result.diagnostics)
-    return report
 
 
 def catalogue() -> list[CatalogueEntry]:

@@ -72,7 +72,8 @@ def match_flavor(req: ComputeRequirements, flavors: tuple[Flavor, ...]
     if not req.preemptible:
         kept = [f for f in candidates if not f.preemptible]
         candidates = kept or candidates if req.instance_type else kept
-    for attr, need, unit in (("cpus", req.cpus, "cpus"), ("memory_mib", req.memory_mib, "MiB memory"),
+    for attr, need, unit in (("cpus", req.cpus, "cpus"),
+                             ("memory_mib", req.memory_mib, "MiB memory"),
                              ("disk_gib", req.disk_gib, "GiB disk")):
         if need is None:
             continue

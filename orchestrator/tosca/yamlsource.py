@@ -451,7 +451,8 @@ def read_text(path: str, diagnostics: Diagnostics, display: str | None = None) -
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        diagnostics.error("yaml-syntax", f"'{name}' is not UTF-8 text: {exc.reason}", Location(name))
+        diagnostics.error("yaml-syntax", f"'{name}' is not UTF-8 text: {exc.reason}",
+                          Location(name))
     return None
 
 

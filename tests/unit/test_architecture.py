@@ -27,3 +27,11 @@ def test_plan_symbols_agree():
     from orchestrator.plan import SYMBOLS
 
     assert shown == SYMBOLS
+
+
+def test_code_style_basics():
+    """pyflakes and pycodestyle rules (E, F, W) hold for the package, tests and benchmarks."""
+    exe = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    result = subprocess.run([exe, "check", "--select", "E,F,W", "orchestrator", "tests",
+                             "benchmarks"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

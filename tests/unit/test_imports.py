@@ -83,7 +83,8 @@ def test_user_import_map_maps_remote_url(write):
 
 def test_import_map_from_environment(write, monkeypatch):
     write("local/types.yaml", TYPES)
-    imap = write("map.yaml", "- {url: 'https://example.org/*/custom.yaml', path: local/types.yaml}\n")
+    imap = write("map.yaml",
+                 "- {url: 'https://example.org/*/custom.yaml', path: local/types.yaml}\n")
     monkeypatch.setenv("ORCHESTRATOR_IMPORT_MAP", imap)
     path = write("main.yaml", _template("  - https://example.org/main/custom.yaml"))
     assert load_template(path).ok

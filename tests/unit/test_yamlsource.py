@@ -415,7 +415,7 @@ def test_error_count_follows_the_items():
     assert diags.error_count == 1 == len(diags.errors)
 
 
-# -- generated documents ----------------------------------------------------------------------------
+# -- generated documents ------------------------------------------------------------------------
 KEYS = st.one_of(
     st.text(max_size=12),
     st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True),
