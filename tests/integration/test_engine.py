@@ -215,3 +215,23 @@ def test_step_timeout_fails_the_step_and_rolls_back(tmp_path):
     assert not applied.run.ok
     assert any("timed out after 0.3s waiting for" in m for m in applied.run.failed.values())
     assert es.alive(orch, "slow") == []
+
+
+def test_delete_force_drops_state_when_the_cloud_is_gone(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a", tmp_path))
+    orch = es.orchestrator(tmp_path, sites)
+    applied = _deploy(orch, es.write_template(tmp_path, es.cluster(workers=1)))
+    assert applied.run.ok
+    gone = es.write_sites(tmp_path, es.site("a", tmp_path, unreachable=True))
+    orch = es.orchestrator(tmp_path, gone, retries=2)
+    run = orch.delete("demo")
+    assert not run.ok
+    record = orch.store.get_deployment("demo")
+    assert record.status == "failed" and "delete failed" in record.status_reason
+    left = sorted((r.node, r.kind) for r in orch.store.resources(record.id))
+    assert left == [("head", "compute"), ("worker", "compute")]  # servers stay in state
+    forced = orch.delete("demo", force=True)
+    assert not forced.ok
+    assert orch.store.get_deployment("demo") is None
+    kinds = [e.kind for e in orch.store.events(record.id)]
+    assert kinds == []  # the deployment's events went with it
