@@ -9,6 +9,8 @@ from setuptools import setup
 
 
 def _tree(top: str) -> list[tuple[str, list[str]]]:
+    if not Path(top).is_dir():
+        return []
     entries = []
     for folder in sorted(p for p in Path(top).rglob("*") if p.is_dir()) + [Path(top)]:
         files = sorted(str(f) for f in folder.iterdir() if f.is_file())
