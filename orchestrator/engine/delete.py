@@ -1,5 +1,5 @@
 """Deleting a whole deployment: every resource in state, in reverse dependency order
-(software, then servers, ports, volumes and networks), through the executor."""
+(software, attachments, then servers, ports, volumes and networks), through the executor."""
 from __future__ import annotations
 
 from orchestrator.engine.executor import ExecutorOptions, RunResult, execute
@@ -8,7 +8,7 @@ from orchestrator.plan.build import step_id
 from orchestrator.plan.model import DELETE, Plan, Step
 from orchestrator.topology.model import Topology
 
-ORDER = ("software", "compute", "port", "volume", "network")
+ORDER = ("software", "attachment", "compute", "port", "volume", "network")
 
 
 def delete_plan(record, rows) -> Plan:

@@ -108,6 +108,11 @@ class Executor:
                     ready = []
         self.result.skipped = [sid for sid in steps if sid not in done and sid not in
                                self.result.failed]
+        if not failed and self.result.skipped:  # a dependency cycle: never report success
+            failed = True
+            self.result.ok = False
+            self.result.failed["plan"] = ("steps whose dependencies never finished: "
+                                          + ", ".join(self.result.skipped[:5]))
         if failed and not self.options.keep_failed:
             self.result.rolled_back = self.ctx.rollback()
         return self.result
@@ -128,7 +133,8 @@ class Executor:
         return postponed
 
     def _limited_by_site(self, step: Step) -> bool:
-        return step.kind in ("compute", "volume", "network", "port") and step.action != NOOP
+        return step.kind in ("compute", "volume", "network", "port", "attachment") and \
+            step.action != NOOP
 
     def _acquire(self, step: Step) -> bool:
         with self._lock:

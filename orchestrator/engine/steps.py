@@ -187,8 +187,8 @@ class StepContext:
                 continue
             name = f"{key[0]}[{key[1]}]"
             try:
-                if row.provider_id and row.kind != "software":
-                    self.providers(row.site).delete(row.provider_id)
+                if row.provider_id:
+                    _remove(self, row.site, row.kind, row.provider_id)
                 self.forget(*key)
                 undone.append(name)
                 self.event(None, "rolled-back", f"rolled back {row.kind} {name}")
@@ -196,6 +196,35 @@ class StepContext:
                 self.event(None, "rollback-failed", f"could not roll back {name}: {exc}",
                            level="error")
         return undone
+
+
+def _remove(ctx: StepContext, site: str | None, kind: str, provider_id: str) -> None:
+    """Delete a cloud resource, or detach an attachment."""
+    if kind == "attachment":
+        ctx.providers(site).detach(provider_id)
+    elif kind != "software":
+        ctx.providers(site).delete(provider_id)
+
+
+def _attach(ctx: StepContext, step: Step) -> StepOutcome:
+    rows = ctx._cache()
+    server = rows.get((step.details["server"], step.index, "compute"))
+    volume = rows.get((step.details["volume"], step.index, "volume")) or \
+        rows.get((step.details["volume"], 0, "volume"))
+    if server is None or volume is None or not server.provider_id or not volume.provider_id:
+        raise StepFailed(f"cannot attach {step.details['volume']} to "
+                         f"{step.details['server']}[{step.index}]: not created")
+    with ctx._lock:
+        ctx.created.append((step.node, step.index, step.kind))
+    ctx.record(step, site=server.site, status="creating", spec=step.details)
+    resource = ctx.providers(server.site).attach(server.provider_id, volume.provider_id,
+                                                 step.details.get("device"))
+    ctx.record(step, provider_id=resource.provider_id, status=ACTIVE,
+               attributes=dict(resource.attributes))
+    ctx.event(step, "attached", f"attached volume {volume.node}[{volume.index}] to "
+              f"{server.node}[{server.index}]"
+              + (f" at {step.details['device']}" if step.details.get("device") else ""))
+    return StepOutcome()
 
 
 def run_step(ctx: StepContext, step: Step) -> StepOutcome:
@@ -207,6 +236,10 @@ def run_step(ctx: StepContext, step: Step) -> StepOutcome:
         return StepOutcome()
     if step.kind == "software":
         return _software(ctx, step)
+    if step.kind == "attachment" and step.action in (CREATE, REPLACE, UPDATE):
+        if step.action != CREATE:
+            _delete(ctx, step)
+        return _attach(ctx, step)
     if step.action == CREATE:
         return ctx.create(step, step.site, step.details)
     if step.action == REPLACE:
@@ -237,7 +270,7 @@ def _delete(ctx: StepContext, step: Step) -> StepOutcome:
     ctx.record(step, status="deleting")
     ctx.event(step, "deleting", f"deleting {step.kind} {step.instance}: {step.reason}")
     if row.provider_id:
-        ctx.providers(row.site).delete(row.provider_id)
+        _remove(ctx, row.site, row.kind, row.provider_id)
     ctx.forget(step.node, step.index, step.kind)
     ctx.event(step, "deleted", f"deleted {step.kind} {step.instance}")
     return StepOutcome()

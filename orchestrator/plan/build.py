@@ -113,6 +113,19 @@ def desired(topology: Topology, placement: Placement,
             continue
         for index in indexes.get(follow, [0]) if follow else [0]:
             result[(name, index, kind)] = spec
+    for rel in topology.relationships:  # a volume attached to each of its server's instances
+        if rel.kind != "AttachesTo":
+            continue
+        server, volume = rel.source, rel.target
+        if topology.nodes[server].compute is None:
+            server, volume = volume, server
+        if topology.nodes[server].compute is None:
+            continue
+        for index in indexes.get(server, [0]):
+            result[(volume, index, "attachment")] = {
+                "site": placement.site_of(server), "server": server, "volume": volume,
+                "device": rel.properties.get("device"), "location":
+                rel.properties.get("location")}
     return result
 
 
@@ -163,6 +176,8 @@ def _change(kind: str, old: Existing, spec: dict) -> tuple[str, str]:
         if old.spec != spec:
             return UPDATE, "settings changed"
         return NOOP, "unchanged"
+    if kind == "attachment" and old.status != "active":
+        return CREATE, f"previous run did not finish ({old.status}): resume"
     if old.spec != spec:
         return (UPDATE if kind == "volume" else REPLACE), "settings changed"
     return NOOP, "unchanged"
@@ -210,7 +225,8 @@ def step_id(action: str, kind: str, node: str, index: int) -> str:
 def _forward_steps(topology, wanted, actions, estimate) -> list[Step]:
     instances: dict[str, list[Key]] = {}
     for key in actions:
-        instances.setdefault(key[0], []).append(key)
+        if key[2] != "attachment":  # attachments follow their server and volume
+            instances.setdefault(key[0], []).append(key)
     steps = []
     for key, (action, reason) in actions.items():
         node, index, kind = key
@@ -223,6 +239,12 @@ def _forward_steps(topology, wanted, actions, estimate) -> list[Step]:
             for target in (aligned if len(targets) > 1 or aligned else targets):
                 deps.append(step_id(actions[target][0], target[2], *target[:2]))
         spec = wanted[key]
+        if kind == "attachment":
+            volume = (spec["volume"], index, "volume")
+            if volume not in actions:  # one volume shared by every instance
+                volume = (spec["volume"], 0, "volume")
+            deps = [step_id(actions[t][0], t[2], t[0], t[1]) for t in
+                    ((spec["server"], index, "compute"), volume) if t in actions]
         site = spec.get("site")
         steps.append(Step(
             id=step_id(action, kind, node, index), action=action, kind=kind, node=node,
@@ -249,9 +271,15 @@ def _delete_steps(topology, wanted, have, estimate) -> list[Step]:
             reason = f"scaled in to {node.compute.scaling.count}"
         else:
             reason = "its host is removed"
-        # what needs this resource goes first (the reverse of creation)
-        deps = sorted(step_id(DELETE, e.kind, e.node, e.index) for e in doomed
-                      if e.node in needed_by.get(old.node, ()))
+        # what needs this resource goes first (the reverse of creation); attachments
+        # go before the servers and volumes they join
+        if old.kind == "attachment":
+            deps = []
+        else:
+            deps = sorted(step_id(DELETE, e.kind, e.node, e.index) for e in doomed
+                          if (e.kind != "attachment" and e.node in needed_by.get(old.node, ()))
+                          or (e.kind == "attachment" and e.index == old.index and old.node in
+                              (e.spec.get("server"), e.spec.get("volume"))))
         steps.append(Step(
             id=step_id(DELETE, old.kind, old.node, old.index), action=DELETE, kind=old.kind,
             node=old.node, index=old.index, site=old.site,

@@ -171,6 +171,15 @@ class Provider(abc.ABC):
     def delete(self, provider_id: str) -> None:
         """Delete a resource; deleting one that is already gone is not an error."""
 
+    def attach(self, server_id: str, volume_id: str, device: str | None = None) -> Resource:
+        """Attach a volume to a server; returns the attachment (kind ``attachment``, id
+        ``SERVER/VOLUME``). Attaching what is already attached is not an error."""
+        raise ProviderError(f"provider {self.type_name!r} cannot attach volumes")
+
+    def detach(self, attachment_id: str) -> None:
+        """Detach ``SERVER/VOLUME``; detaching what is not attached is not an error."""
+        raise ProviderError(f"provider {self.type_name!r} cannot detach volumes")
+
     def estimate(self, kind: str, action: str) -> float:
         """Typical seconds an action takes, for the plan's duration estimate."""
         return {"compute": 60.0, "volume": 10.0, "network": 5.0, "port": 2.0}.get(kind, 5.0)

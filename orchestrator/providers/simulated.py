@@ -61,7 +61,7 @@ from orchestrator.providers.base import (
 )
 
 FORMAT_VERSION = 1
-OPERATIONS = ("create", "delete", "poll", "update", "find", "offer")
+OPERATIONS = ("create", "delete", "poll", "update", "find", "offer", "attach", "detach")
 FAULT_KINDS = ("transient", "timeout", "quota", "permanent", "crash", "crash_before",
                "crash_after")
 OPTIONS = ("state_file", "latency", "faults", "boot_error", "unreachable",
@@ -402,6 +402,38 @@ class SimulatedProvider(Provider):
                       for i, r in records.items()}
             self._after(fault, state)
             return result
+
+    def attach(self, server_id: str, volume_id: str, device: str | None = None) -> Resource:
+        with self.cloud.transaction() as state:
+            self._reachable()
+            server = self.cloud.live(state, server_id)
+            volume = self.cloud.live(state, volume_id)
+            if server is None or volume is None:
+                missing = server_id if server is None else volume_id
+                raise NotFoundError(f"site '{self.site.name}': no resource {missing}")
+            fault = self._call(state, "attach", {server["tags"].get(TAG_NODE)})
+            attached = server["attributes"].setdefault("volumes", {})
+            attached[volume_id] = device
+            volume["attributes"]["attached_to"] = server_id
+            self._after(fault, state)
+        return Resource(provider_id=f"{server_id}/{volume_id}", kind="attachment",
+                        status=ACTIVE, tags={},
+                        attributes={"server": server_id, "volume": volume_id,
+                                    "device": device})
+
+    def detach(self, attachment_id: str) -> None:
+        server_id, _, volume_id = attachment_id.partition("/")
+        with self.cloud.transaction() as state:
+            self._reachable()
+            server = self.cloud.live(state, server_id)
+            volume = self.cloud.live(state, volume_id)
+            fault = self._call(state, "detach",
+                               {server["tags"].get(TAG_NODE)} if server else set())
+            if server is not None:
+                server["attributes"].get("volumes", {}).pop(volume_id, None)
+            if volume is not None:
+                volume["attributes"].pop("attached_to", None)
+            self._after(fault, state)
 
     def update(self, provider_id: str, spec: ResourceSpec) -> Resource:
         self._sleep("update")

@@ -12,7 +12,7 @@ from typing import Any
 DEPLOYMENT_STATUSES = (
     "new", "planned", "deploying", "deployed", "failed", "deleting", "deleted", "updating",
 )
-RESOURCE_KINDS = ("compute", "volume", "network", "port", "software")
+RESOURCE_KINDS = ("compute", "volume", "network", "port", "attachment", "software")
 EVENT_LEVELS = ("debug", "info", "warning", "error")
 
 

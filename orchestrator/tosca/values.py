@@ -250,6 +250,27 @@ class Checker:
         return value
 
     # -- constraints ------------------------------------------------------------------------
+    def _check_pattern(self, value, pattern, name: str, loc: Location, at: Location) -> None:
+        """TOSCA's pattern constraint (a full match), with a time limit on the match so
+        that a catastrophically backtracking pattern cannot hang validation."""
+        problem = _pattern_error(pattern)
+        if problem:
+            self.diagnostics.error("invalid-type-definition", f"constraint on '{name}': "
+                                   f"{problem}", at, node=self.node)
+            return
+        if not isinstance(value, str):
+            return
+        try:
+            matched = _compiled_cached(pattern).fullmatch(value, timeout=PATTERN_TIMEOUT_S)
+        except TimeoutError:
+            self.diagnostics.error("constraint-violation", f"'{name}': matching pattern "
+                                   f"{pattern!r} took longer than {PATTERN_TIMEOUT_S}s; "
+                                   "simplify the pattern", at, node=self.node)
+            return
+        if matched is None:
+            self.diagnostics.error("constraint-violation", f"value {value!r} of '{name}' does "
+                                   f"not match the pattern {pattern!r}", loc, node=self.node)
+
     def check_constraints(self, value, type_name: str, constraints, name: str, loc: Location):
         if not constraints or value is None or is_deferred(value):
             return
@@ -263,10 +284,14 @@ class Checker:
             self.diagnostics.error("invalid-type-definition", f"constraints of '{name}' must be a "
                                    "list", loc, node=self.node)
             return
-        for item in constraints:
+        for index, item in enumerate(constraints):
+            at = where(constraints, index, loc)  # the constraint's own line, not the value's
             if not isinstance(item, dict) or len(item) != 1:
                 self.diagnostics.error("invalid-type-definition", f"a constraint of '{name}' must "
-                                       "be a single-key mapping", loc, node=self.node)
+                                       "be a single-key mapping", at, node=self.node)
+                continue
+            if "pattern" in item:
+                self._check_pattern(value, item["pattern"], name, loc, at)
                 continue
             key = (type_name, repr(item))
             constraint = _CONSTRAINT_CACHE.get(key)
@@ -280,12 +305,42 @@ class Checker:
                 kind = type(exc).__name__
                 if kind == "InvalidSchemaError":
                     self.diagnostics.error("invalid-type-definition",
-                                           f"invalid constraint on '{name}': {exc}", loc,
+                                           f"invalid constraint on '{name}': {exc}", at,
                                            node=self.node)
                 else:
                     self.diagnostics.error("constraint-violation", _constraint_message(exc, name,
                                                                                      value),
                                            loc, node=self.node)
+
+
+PATTERN_TIMEOUT_S = 0.5
+
+
+def _compiled(pattern: str):
+    """The pattern compiled by the ``regex`` module (which can time out a match)."""
+    import regex
+
+    return regex.compile(pattern)
+
+
+def _pattern_error(pattern) -> str | None:
+    if not isinstance(pattern, str):
+        return "a pattern must be a string"
+    try:
+        _compiled_cached(pattern)
+    except Exception as exc:  # regex.error, and anything a hostile pattern provokes
+        return f"invalid regular expression {pattern!r}: {exc}"
+    return None
+
+
+_PATTERNS: dict = {}
+
+
+def _compiled_cached(pattern: str):
+    found = _PATTERNS.get(pattern)
+    if found is None:
+        found = _PATTERNS[pattern] = _compiled(pattern)
+    return found
 
 
 def _constraint_message(exc: Exception, name: str, value) -> str:

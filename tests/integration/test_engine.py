@@ -235,3 +235,51 @@ def test_delete_force_drops_state_when_the_cloud_is_gone(tmp_path):
     assert orch.store.get_deployment("demo") is None
     kinds = [e.kind for e in orch.store.events(record.id)]
     assert kinds == []  # the deployment's events went with it
+
+
+ATTACHED = """
+topology_template:
+  node_templates:
+    vm:
+      type: orchestrator.nodes.Compute
+      capabilities:
+        host: {properties: {num_cpus: 2}}
+        scalable: {properties: {count: COUNT}}
+      requirements:
+        - local_storage:
+            node: data
+            relationship: {type: tosca.relationships.AttachesTo,
+                           properties: {location: /data, device: /dev/vdb}}
+    data:
+      type: orchestrator.nodes.BlockStorage
+      properties: {size: 10 GiB}
+"""
+
+
+def test_volumes_are_created_attached_and_detached(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    plan = orch.plan(es.write_template(tmp_path, ATTACHED.replace("COUNT", "2")),
+                     name="demo").plan
+    attach = plan.step("apply attachment data[1]")
+    assert set(attach.depends_on) == {"apply compute vm[1]", "apply volume data[1]"}
+    assert orch.apply(plan).run.ok
+    cloud = {r["id"]: r for r in es.alive(orch, "a")}
+    servers = [r for r in cloud.values() if r["kind"] == "compute"]
+    assert len(servers) == 2 and len(cloud) == 4
+    for server in servers:
+        (volume_id, device), = server["attributes"]["volumes"].items()
+        assert device == "/dev/vdb"
+        assert cloud[volume_id]["attributes"]["attached_to"] == server["id"]
+        assert cloud[volume_id]["tags"]["orchestrator-index"] == \
+            server["tags"]["orchestrator-index"]
+    shrink = orch.plan(es.write_template(tmp_path, ATTACHED.replace("COUNT", "1")),
+                       name="demo").plan
+    detach = shrink.step("delete attachment data[1]")
+    assert detach.depends_on == ()
+    assert "delete attachment data[1]" in shrink.step("delete compute vm[1]").depends_on
+    assert "delete attachment data[1]" in shrink.step("delete volume data[1]").depends_on
+    assert orch.apply(shrink).run.ok
+    assert len(es.alive(orch, "a")) == 2
+    assert orch.delete("demo").ok
+    assert es.alive(orch, "a") == []

@@ -310,8 +310,9 @@ def test_invalid_template_via_load_template(path):
 
 # -- through the CLI --------------------------------------------------------------------------
 def _cli(tmp_path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
-                          text=True, cwd=REPO, env=_isolated_env(tmp_path), timeout=120)
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], check=False,
+                          capture_output=True, text=True, cwd=REPO,
+                          env=_isolated_env(tmp_path), timeout=120)
 
 
 CLI_CASES = ["unknown_type.yaml", "missing_input.yaml", "dependency_cycle.yaml",

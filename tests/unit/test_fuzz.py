@@ -345,6 +345,30 @@ def test_mutated_corpus_never_raises(workdir, name, data):
     _check(_write_doc(workdir, doc))
 
 
+REPO = Path(__file__).resolve().parents[2]
+#: type files to mutate, with the valid template that uses them
+TYPE_FILES = {
+    "custom": (FIXTURES / "valid" / "lib" / "custom_types.yaml", "relative_import.yaml"),
+    "orchestrator-compute": (REPO / "tosca_types" / "orchestrator" / "compute.yaml",
+                             "orchestrator_gpu_vm.yaml"),
+}
+TYPE_DOCS = {key: yaml.safe_load(path.read_text(encoding="utf-8"))
+             for key, (path, _user) in TYPE_FILES.items() if path.is_file()}
+
+
+@examples(40)
+@given(key=st.sampled_from(sorted(TYPE_DOCS)), data=st.data())
+def test_mutated_type_definitions_never_raise(workdir, key, data):
+    """Broken type definitions (imported) are diagnosed, not crashed on."""
+    types = copy.deepcopy(TYPE_DOCS[key])
+    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
+        mutate(types, data)
+    types_path = _write_doc(workdir, types)
+    root = copy.deepcopy(DOCS[TYPE_FILES[key][1]])
+    root["imports"] = [types_path.name]
+    _check(_write_doc(workdir, root))
+
+
 @examples(40)
 @given(name=st.sampled_from(NAMES), data=st.data())
 def test_function_maps_in_properties_never_raise(workdir, name, data):
@@ -469,6 +493,19 @@ def test_fuzz_regressions(workdir, name):
     _check(path)
 
 
+def _validate_in_subprocess(tmp_path: Path, path: Path, suspect: str,
+                            timeout: int = 15) -> subprocess.CompletedProcess:
+    """``orchestrator validate --format json`` in a child, failing the test on a hang."""
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env.pop("ORCHESTRATOR_IMPORT_MAP", None)
+    try:
+        return subprocess.run([sys.executable, "-m", "orchestrator", "validate", str(path),
+                               "--format", "json"], check=False, capture_output=True,
+                              text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"orchestrator validate did not finish within {timeout} s ({suspect})")
+
+
 HOSTING_CYCLE = _HEAD + """\
 node_types:
   corpus.nodes.Anywhere:
@@ -501,14 +538,7 @@ def test_get_property_host_terminates_on_a_hosting_cycle(tmp_path, shape):
     text = HOSTING_CYCLE.replace("{host_of_b}", "a" if shape == "two-node-cycle" else "b")
     path = tmp_path / "hosting_cycle.yaml"
     path.write_text(text, encoding="utf-8")
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
-    env.pop("ORCHESTRATOR_IMPORT_MAP", None)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "orchestrator", "validate", str(path),
-                               "--format", "json"], capture_output=True, text=True, env=env,
-                              timeout=15)
-    except subprocess.TimeoutExpired:
-        pytest.fail("orchestrator validate did not finish within 15 s (infinite loop)")
+    proc = _validate_in_subprocess(tmp_path, path, "infinite loop")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     codes = {d["code"] for d in json.loads(proc.stdout)["diagnostics"]}
     assert codes & {"dependency-cycle", "unresolved-reference"}, codes
@@ -561,3 +591,31 @@ def test_function_arguments_of_any_shape(workdir, value):
     path = workdir / "odd_function.yaml"
     path.write_text(FUNCTION_TEMPLATE.replace("VALUE", value), encoding="utf-8")
     _check(path)
+
+
+REDOS = _HEAD + """\
+node_types:
+  corpus.nodes.Named:
+    derived_from: tosca.nodes.Root
+    properties:
+      label:
+        type: string
+        constraints:
+          - pattern: "(a+)+$"
+topology_template:
+  node_templates:
+    named:
+      type: corpus.nodes.Named
+      properties:
+        label: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab
+"""
+
+
+def test_pattern_constraint_cannot_hang_validation(tmp_path):
+    """A pattern with catastrophic backtracking (ReDoS) must not stall validate."""
+    path = tmp_path / "redos.yaml"
+    path.write_text(REDOS, encoding="utf-8")
+    proc = _validate_in_subprocess(tmp_path, path, "regex backtracking")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "internal error" not in proc.stderr
+    json.loads(proc.stdout)

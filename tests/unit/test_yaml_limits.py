@@ -2,6 +2,7 @@
 blown memory or a crashed interpreter."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -13,8 +14,7 @@ import pytest
 
 from orchestrator import service
 from orchestrator.diagnostics import CODES
-from orchestrator.tosca import load_template
-from orchestrator.tosca import yamlsource
+from orchestrator.tosca import load_template, yamlsource
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = "tosca_definitions_version: tosca_simple_yaml_1_3\n"
@@ -31,13 +31,15 @@ def _env(tmp_path: Path, **extra: str) -> dict:
 
 
 def _python(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, cwd=REPO, env=_env(tmp_path, **env), timeout=300)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False,
+                          capture_output=True, text=True, cwd=REPO,
+                          env=_env(tmp_path, **env), timeout=300)
 
 
 def _cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
-                          text=True, cwd=REPO, env=_env(tmp_path, **env), timeout=300)
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], check=False,
+                          capture_output=True, text=True, cwd=REPO,
+                          env=_env(tmp_path, **env), timeout=300)
 
 
 def _codes(result) -> list[str]:
@@ -381,7 +383,7 @@ def _bomb_flow(levels: int) -> str:
     """A billion-laughs value in flow style, for --set."""
     names = [f"l{i}" for i in range(levels)]
     parts = ["&l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-    for previous, name in zip(names, names[1:]):
+    for previous, name in itertools.pairwise(names):
         parts.append(f"&{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
     return "[" + ", ".join(parts) + "]"
 
@@ -443,9 +445,9 @@ def _limited_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
     try:
-        return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
-                              text=True, cwd=REPO, env=_env(tmp_path), timeout=15,
-                              preexec_fn=cap)
+        return subprocess.run([sys.executable, "-m", "orchestrator", *args], check=False,
+                              capture_output=True, text=True, cwd=REPO, env=_env(tmp_path),
+                              timeout=15, preexec_fn=cap)
     except subprocess.TimeoutExpired:
         pytest.fail(f"orchestrator {' '.join(args)} did not finish within 15 s")
 
