@@ -283,3 +283,25 @@ def test_volumes_are_created_attached_and_detached(tmp_path):
     assert len(es.alive(orch, "a")) == 2
     assert orch.delete("demo").ok
     assert es.alive(orch, "a") == []
+
+
+def test_resize_behind_our_back_is_planned_and_repaired(tmp_path):
+    from orchestrator.providers.base import ResourceSpec
+
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    template = es.write_template(tmp_path, es.cluster(workers=1))
+    applied = _deploy(orch, template)
+    head = next(r for r in orch.store.resources(applied.deployment.id)
+                if (r.node, r.kind) == ("head", "compute"))
+    assert head.spec["flavor"] == "m1.small"
+    orch.provider("a").update(head.provider_id, ResourceSpec(
+        "compute", applied.deployment.id, "head", 0, flavor="m1.large"))
+    plan = orch.plan(template, name="demo").plan
+    step = plan.step("apply compute head[0]")
+    assert step.action == "update" and "resized outside the orchestrator to m1.large" \
+        in step.reason
+    assert orch.apply(plan).run.ok
+    (server,) = [r for r in es.alive(orch, "a") if r["tags"]["orchestrator-node"] == "head"]
+    assert server["attributes"]["flavor"] == "m1.small"
+    assert not orch.plan(template, name="demo").plan.has_changes
