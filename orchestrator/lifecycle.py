@@ -7,9 +7,12 @@ and never prints: progress goes to the ``on_event`` callback.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from orchestrator import resources
 from orchestrator.engine import Configurator, ExecutorOptions, RunResult, StepContext, execute
 from orchestrator.errors import OrchestratorError, StalePlanError, TemplateError
 from orchestrator.placement import place, usage_of
@@ -241,7 +244,9 @@ class Orchestrator:
                                          plan=plan.to_dict())
             self._event(record.id, "apply-started", plan.summary_line())
             ctx = StepContext(self.store, record.id, plan, report.topology, self.provider,
-                              self.catalogue.sites, self.configurator, self.on_event)
+                              self.catalogue.sites, self.configurator, self.on_event,
+                              ssh_public_key=self._deployment_key(record.id, plan),
+                              workdir=str(resources.deployment_dir(record.id)))
             options = ExecutorOptions(**{**self.options.__dict__, "keep_failed": keep_failed})
             run = execute(ctx, plan, options)
             self.store.bump_serial(record.id)
@@ -255,6 +260,27 @@ class Orchestrator:
                                                                     else ""),
                         level="info" if run.ok else "error")
         return ApplyResult(self.deployment(plan.deployment), run)
+
+    def _deployment_key(self, deployment_id: str, plan: Plan) -> str | None:
+        """The deployment's SSH public key, generated on first use (ed25519, no passphrase,
+        private half readable by the user only), for sites whose servers are reached over
+        SSH; None when no site in the plan needs one."""
+        sites = {s.site for s in plan.steps if s.kind == "compute" and s.site}
+        if all(getattr(self.catalogue.sites.get(s), "provider", "") == "simulated"
+               for s in sites):
+            return None
+        folder = resources.deployment_dir(deployment_id) / "ssh"
+        private = folder / "id_ed25519"
+        if not private.exists():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                                f"orchestrator-{deployment_id[:12]}", "-f", str(private)],
+                               check=True, capture_output=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise OrchestratorError(f"cannot generate the deployment's SSH key with "
+                                        f"ssh-keygen (install openssh-client): {exc}") from exc
+        return (folder / "id_ed25519.pub").read_text().strip()
 
     def _event(self, deployment_id: str, kind: str, message: str, level: str = "info"):
         event = self.store.add_event(deployment_id, kind, message, level=level)
@@ -282,6 +308,7 @@ class Orchestrator:
                                 "resources could not be deleted: " + "; ".join(
                                     f"{k}: {v}" for k, v in run.failed.items()), level="warning")
                 self.store.delete_deployment(record.id)
+                shutil.rmtree(resources.deployment_dir(record.id), ignore_errors=True)
                 return run
             self.store.update_deployment(record.id, status="failed", status_reason=(
                 "delete failed: " + "; ".join(f"{k}: {v}" for k, v in run.failed.items())))
@@ -305,6 +332,17 @@ class Orchestrator:
         if report.valid:
             return resolve_outputs(report.topology, self.store.resources(record.id))
         return dict(record.outputs or {})
+
+    def node_logs(self, name: str, node: str) -> list[str]:
+        """Paths of the contextualisation logs of ``node`` (or ``node[index]``)."""
+        folder = resources.deployment_dir(self.deployment(name).id) / "logs"
+        if "[" in node:
+            wanted = [folder / (node.replace("[", "-").rstrip("]") + ".log")]
+        else:
+            wanted = sorted(folder.glob(f"{node}-*.log"),
+                            key=lambda p: int(p.stem.rsplit("-", 1)[-1])
+                            if p.stem.rsplit("-", 1)[-1].isdigit() else 0)
+        return [str(p) for p in wanted if p.is_file()]
 
     def events(self, name: str, since: int = 0) -> list:
         return self.store.events(self.deployment(name).id, since_id=since)

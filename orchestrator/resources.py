@@ -38,6 +38,17 @@ def playbooks_dir() -> Path:
     return _find("playbooks", "ORCHESTRATOR_PLAYBOOKS_DIR")
 
 
+def data_dir() -> Path:
+    """The user's data directory (XDG_DATA_HOME/orchestrator): state, keys, logs."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "orchestrator"
+
+
+def deployment_dir(deployment_id: str) -> Path:
+    """Where a deployment keeps its SSH key, contextualisation runs and per-node logs."""
+    return data_dir() / "deployments" / deployment_id
+
+
 def config_dir() -> Path:
     """The user's configuration directory (XDG_CONFIG_HOME/orchestrator)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")

@@ -239,11 +239,17 @@ def outputs(ctx, name, fmt):
 @cli.command()
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events.")
+@click.option("--node", metavar="NODE[INDEX]",
+              help="Show the contextualisation log of a node (all its instances, or one: "
+              "worker[2]) instead of the events.")
 @_json_fmt
 @click.pass_context
-def logs(ctx, name, follow, fmt):
-    """Show the events of deployment NAME."""
+def logs(ctx, name, follow, node, fmt):
+    """Show the events of deployment NAME (or a node's contextualisation log)."""
     orch = _orchestrator(ctx, fmt, quiet=True)
+    if node:
+        _node_logs(orch, name, node, follow)
+        return
     last = 0
     while True:
         for event in orch.events(name, since=last):
@@ -257,6 +263,27 @@ def logs(ctx, name, follow, fmt):
         if record.status not in ("deploying", "deleting", "updating") and follow == "done":
             return
         follow = "done" if record.status not in ("deploying", "deleting", "updating") else True
+        time.sleep(1)
+
+
+def _node_logs(orch, name: str, node: str, follow: bool) -> None:
+    files = orch.node_logs(name, node)
+    if not files:
+        raise click.ClickException(f"no contextualisation log for node '{node}' of '{name}' "
+                                   "(yet)")
+    offsets = {path: 0 for path in files}
+    while True:
+        for path in files:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                handle.seek(offsets[path])
+                text = handle.read()
+                offsets[path] = handle.tell()
+            if text:
+                prefix = f"[{os.path.basename(path)[:-4]}] " if len(files) > 1 else ""
+                for line in text.splitlines():
+                    click.echo(prefix + line)
+        if not follow or orch.deployment(name).status not in ("deploying", "updating"):
+            return
         time.sleep(1)
 
 

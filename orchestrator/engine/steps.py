@@ -11,8 +11,7 @@ from typing import Any, Callable
 
 from orchestrator.engine.outputs import resolve_outputs
 from orchestrator.errors import OrchestratorError, ProviderError
-from orchestrator.plan.model import (CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan,
-                                     Step)
+from orchestrator.plan.model import CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan, Step
 from orchestrator.providers.base import ACTIVE, Provider, Resource, ResourceSpec
 from orchestrator.topology.model import Topology
 
@@ -63,6 +62,8 @@ class StepContext:
     on_event: Callable[[dict], None] | None = None
     created: list = field(default_factory=list)  # (node, index, kind) made by this run
     tried: dict = field(default_factory=dict)  # step id -> sites tried
+    ssh_public_key: str | None = None  # the deployment's key, injected into servers
+    workdir: str | None = None  # the deployment's data folder (keys, logs, Ansible runs)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rows: dict | None = None
 
@@ -109,6 +110,8 @@ class StepContext:
              ) -> ResourceSpec:
         details = details if details is not None else step.details
         props = {k: v for k, v in details.items() if k not in ("site", "flavor", "image")}
+        if step.kind == "compute" and self.ssh_public_key:
+            props["ssh_public_key"] = self.ssh_public_key  # not in the plan: not a change
         return ResourceSpec(kind=step.kind, deployment=self.deployment_id, node=step.node,
                             index=step.index, flavor=details.get("flavor"),
                             image=details.get("image"), properties=props)
@@ -276,6 +279,27 @@ def _delete(ctx: StepContext, step: Step) -> StepOutcome:
     return StepOutcome()
 
 
+def _host(ctx: StepContext, step: Step) -> dict | None:
+    """Connection facts of the server a software instance runs on: the attributes its
+    provider reported (address, ssh port and user...), plus the deployment's key."""
+    node = ctx.topology.nodes.get(step.node)
+    seen: set[str] = set()
+    while node is not None and node.compute is None and node.host and node.name not in seen:
+        seen.add(node.name)
+        node = ctx.topology.nodes.get(node.host)
+    if node is None or node.compute is None:
+        return None
+    row = ctx._cache().get((node.name, step.index, "compute"))
+    if row is None:
+        return None
+    host = dict(row.attributes or {})
+    host.update(node=node.name, index=step.index, provider_id=row.provider_id, site=row.site)
+    if ctx.workdir:
+        host["ssh_private_key_file"] = f"{ctx.workdir}/ssh/id_ed25519"
+        host["workdir"] = ctx.workdir
+    return host
+
+
 def _software(ctx: StepContext, step: Step) -> StepOutcome:
     site_options = getattr(ctx.sites.get(step.site), "options", {}) or {}
     if step.action == DELETE:
@@ -289,7 +313,7 @@ def _software(ctx: StepContext, step: Step) -> StepOutcome:
         ctx.created.append((step.node, step.index, step.kind))
     ctx.record(step, site=step.site, status="configuring", spec=step.details)
     ctx.event(step, "configuring", f"configuring {step.instance}")
-    attributes = ctx.configurator.configure(step, ctx.topology, None, site_options)
+    attributes = ctx.configurator.configure(step, ctx.topology, _host(ctx, step), site_options)
     ctx.record(step, status="configured", attributes=attributes)
     ctx.event(step, "configured", f"{step.instance} configured")
     return StepOutcome()
