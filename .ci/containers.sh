@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the local provider's tests need, when missing: podman, runc (crun fails
+# on hosts with hybrid cgroups), debootstrap (builds the base image when no registry can
+# be reached) and the ssh client. Idempotent and quiet; writes nothing else.
+set -euo pipefail
+missing=()
+for pair in podman:podman runc:runc debootstrap:debootstrap ssh:openssh-client \
+            ssh-keygen:openssh-client; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+    echo ".ci/containers.sh: installing $packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+fi
