@@ -244,7 +244,8 @@ class Orchestrator:
                                          plan=plan.to_dict())
             self._event(record.id, "apply-started", plan.summary_line())
             ctx = StepContext(self.store, record.id, plan, report.topology, self.provider,
-                              self.catalogue.sites, self.configurator, self.on_event,
+                              self.catalogue.sites, self._configurator_for(record.id, plan),
+                              self.on_event,
                               ssh_public_key=self._deployment_key(record.id, plan),
                               workdir=str(resources.deployment_dir(record.id)))
             options = ExecutorOptions(**{**self.options.__dict__, "keep_failed": keep_failed})
@@ -261,13 +262,29 @@ class Orchestrator:
                         level="info" if run.ok else "error")
         return ApplyResult(self.deployment(plan.deployment), run)
 
+    def _reached_over_ssh(self, plan: Plan) -> bool:
+        sites = {s.site for s in plan.steps if s.kind == "compute" and s.site}
+        return any(getattr(self.catalogue.sites.get(s), "provider", "") != "simulated"
+                   for s in sites)
+
+    def _configurator_for(self, deployment_id: str, plan: Plan) -> Configurator:
+        """Ansible for servers reached over SSH; the recording configurator for the
+        simulated cloud (whose servers cannot be logged into)."""
+        if not self._reached_over_ssh(plan) or type(self.configurator) is not Configurator:
+            return self.configurator
+        try:
+            from orchestrator.contextualize import AnsibleConfigurator
+        except ImportError as exc:  # pragma: no cover - the ansible extra is missing
+            raise OrchestratorError("contextualisation needs Ansible: pip install "
+                                    "'tosca-orchestrator[ansible]'") from exc
+        folder = resources.deployment_dir(deployment_id)
+        return AnsibleConfigurator(data_dir=str(folder), logs_dir=str(folder / "logs"))
+
     def _deployment_key(self, deployment_id: str, plan: Plan) -> str | None:
         """The deployment's SSH public key, generated on first use (ed25519, no passphrase,
         private half readable by the user only), for sites whose servers are reached over
         SSH; None when no site in the plan needs one."""
-        sites = {s.site for s in plan.steps if s.kind == "compute" and s.site}
-        if all(getattr(self.catalogue.sites.get(s), "provider", "") == "simulated"
-               for s in sites):
+        if not self._reached_over_ssh(plan):
             return None
         folder = resources.deployment_dir(deployment_id) / "ssh"
         private = folder / "id_ed25519"

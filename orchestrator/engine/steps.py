@@ -289,15 +289,30 @@ def _host(ctx: StepContext, step: Step) -> dict | None:
         node = ctx.topology.nodes.get(node.host)
     if node is None or node.compute is None:
         return None
-    row = ctx._cache().get((node.name, step.index, "compute"))
+    rows = ctx._cache()
+    row = rows.get((node.name, step.index, "compute"))
     if row is None:
         return None
-    host = dict(row.attributes or {})
-    host.update(node=node.name, index=step.index, provider_id=row.provider_id, site=row.site)
-    if ctx.workdir:
-        host["ssh_private_key_file"] = f"{ctx.workdir}/ssh/id_ed25519"
-        host["workdir"] = ctx.workdir
-    return host
+    attributes = dict(row.attributes or {})
+    from orchestrator.engine.outputs import make_lookup
+
+    return {
+        "node": node.name, "index": step.index, "provider_id": row.provider_id,
+        "site": row.site,
+        "ansible_host": attributes.get("ssh_host") or attributes.get("public_address")
+        or attributes.get("private_address"),
+        "ansible_port": attributes.get("ssh_port") or 22,
+        "ansible_user": attributes.get("ssh_user") or "root",
+        "ansible_ssh_private_key_file": f"{ctx.workdir}/ssh/id_ed25519" if ctx.workdir
+        else None,
+        "private_address": attributes.get("private_address"),
+        "cluster_hosts": [{"name": f"{r.node}-{r.index}",
+                           "address": (r.attributes or {}).get("private_address")}
+                          for (n, i, kind), r in sorted(rows.items())
+                          if kind == "compute" and (r.attributes or {}).get("private_address")],
+        "vars": {"endpoints": attributes.get("endpoints") or {}},
+        "lookup": make_lookup(list(rows.values()), ctx.topology),
+    }
 
 
 def _software(ctx: StepContext, step: Step) -> StepOutcome:

@@ -200,7 +200,8 @@ class EvaluationMixin:
                 return False
             return path[1] in self.registry.attributes("capability_types", cap_type) or \
                 path[1] in self.registry.properties("capability_types", cap_type)
-        return any(r.name == head for r in template.requirements)
+        return any(r.name == head for r in template.requirements) or \
+            head in self.registry.requirements(template.type)
 
     def operation_declared(self, node: str, interface: str, operation: str) -> bool:
         template = self.nodes[node]

@@ -1,0 +1,191 @@
+"""``AnsibleConfigurator``: runs a software node's TOSCA lifecycle with Ansible.
+
+What the engine passes
+----------------------
+``AnsibleConfigurator(data_dir, logs_dir=None, lookup=None, template_dir=None)``:
+    ``data_dir``  the deployment's data directory (private run dirs under ``runs/``, the
+                  fact cache under ``fact_cache/``); ``logs_dir`` defaults to
+                  ``<data_dir>/logs`` and receives ``<node>-<index>.log`` per instance;
+    ``lookup``    a ``Deferred -> value`` callable for get_attribute/get_operation_output
+                  inputs (``orchestrator.engine.outputs.make_lookup(ctx.rows(),
+                  ctx.topology)``); a ``host["lookup"]`` given per call wins, which lets
+                  the engine pass one made from the rows current at that moment;
+    ``template_dir`` the template's folder (implementations are resolved there first,
+                  then under ``orchestrator.resources.playbooks_dir()``); defaults to the
+                  folder of ``topology.file``.
+
+``configure(step, topology, host, site_options)`` takes ``host``, a dict describing the
+compute instance the software node (``step.node``, ``step.index``) is hosted on::
+
+    {
+      "ansible_host": "127.0.0.1",        # address Ansible connects to (None: use
+                                          #   private_address through jump_host)
+      "ansible_port": 40022,              # SSH port (22 by default)
+      "ansible_user": "root",
+      "ansible_ssh_private_key_file": "/data/deployment/id_ed25519",
+      "private_address": "10.88.0.7",     # cluster-internal address (/etc/hosts)
+      "jump_host": "root@1.2.3.4:22",     # optional ProxyJump when ansible_host is None
+      "cluster_hosts": [{"name": "vm-0", "address": "10.88.0.7"}, ...],   # optional
+      "vars": {...},                      # optional extra host vars
+      "lookup": callable,                 # optional, see above
+    }
+
+The inventory host is named ``<step.node>-<step.index>`` in group ``<step.node>``; the
+node's properties become host vars. The Standard operations create, configure and start
+that have an implementation run in that order; extra vars are the operation's inputs
+(Deferred ones resolved with the lookup; unresolved and null inputs left out so role
+defaults apply) plus ``tosca_node``, ``tosca_index``, ``tosca_interface``,
+``tosca_operation`` and ``cluster_hosts``. It returns the attributes::
+
+    {"state": "started", "operations": ["Standard.create", ...],
+     "operation_outputs": {"Standard.create": {<set_stats data>}, ...},
+     <every set_stats key>: <value>}
+
+Failures raise ``ContextualizationError`` naming node, operation, task and message.
+
+Relationship operations: ``run_relationship(relationship, operation, source_host,
+target_host)`` runs one of ``Configure.pre_configure_source``, ``pre_configure_target``,
+``post_configure_source``, ``post_configure_target``, ``add_target``, ``add_source``,
+``remove_target`` on the side TOSCA says (``*_source``/``add_target``/``remove_target``
+on the source's host, the others on the target's host), with extra vars
+``source``, ``target``, ``source_host``, ``target_host`` (host names and addresses) plus the
+operation's inputs. The engine should call ``pre_configure_*`` before the source's
+``configure`` operation and ``post_configure_*``/``add_*`` after it, i.e. with the
+``relationship_operations(topology, node, phase)`` helper below.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator import resources
+from orchestrator.contextualize.inventory import cluster_hosts, host_name
+from orchestrator.contextualize.runner import run_operation
+from orchestrator.engine.steps import Configurator
+from orchestrator.errors import ContextualizationError
+from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
+
+LIFECYCLE = ("create", "configure", "start")
+STANDARD = ("Standard", "tosca.interfaces.node.lifecycle.Standard")
+SOURCE_SIDE = ("pre_configure_source", "post_configure_source", "add_target",
+               "remove_target", "target_changed")
+PHASES = {"pre": ("pre_configure_source", "pre_configure_target"),
+          "post": ("post_configure_source", "post_configure_target", "add_target",
+                   "add_source")}
+
+
+def _short(interface: str) -> str:
+    return interface.rsplit(".", 1)[-1]
+
+
+def evaluate_inputs(inputs: dict, lookup: Callable[[Deferred], Any] | None) -> dict:
+    """Plain extra vars from operation inputs: Deferred values resolved with ``lookup``;
+    null and unresolvable values are left out (role defaults apply)."""
+    result = {}
+    for key, value in (inputs or {}).items():
+        if lookup is not None:
+            value = resolve_deferred(value, lookup)
+        if value is None or isinstance(value, Deferred):
+            continue
+        result[key] = to_plain(value)
+    return result
+
+
+def relationship_operations(topology, node: str, phase: str) -> list[tuple]:
+    """``(relationship, operation)`` pairs of ``node``'s outgoing relationships to run in
+    ``phase`` ("pre": before its configure, "post": after it)."""
+    wanted = PHASES[phase]
+    return [(rel, op) for rel in topology.relationships if rel.source == node
+            for op in rel.operations if op.implementation and op.name in wanted]
+
+
+class AnsibleConfigurator(Configurator):
+    def __init__(self, data_dir: str | Path, logs_dir: str | Path | None = None,
+                 lookup: Callable[[Deferred], Any] | None = None,
+                 template_dir: str | Path | None = None, timeout: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.logs_dir = Path(logs_dir) if logs_dir else self.data_dir / "logs"
+        self.lookup = lookup
+        self.template_dir = Path(template_dir) if template_dir else None
+        self.timeout = timeout
+
+    # -- paths ----------------------------------------------------------------------------
+    def resolve_implementation(self, implementation: str, topology=None) -> Path:
+        """Relative to the template's folder first, then the project's playbooks/."""
+        path = Path(implementation)
+        if path.is_absolute():
+            candidates = [path]
+        else:
+            bases = [self.template_dir] if self.template_dir else []
+            if topology is not None and getattr(topology, "file", ""):
+                bases.append(Path(topology.file).resolve().parent)
+            playbooks = resources.playbooks_dir()
+            candidates = [b / path for b in bases] + [playbooks.parent / path,
+                                                       playbooks / path]
+            if path.parts and path.parts[0] == "playbooks":
+                candidates.append(playbooks.joinpath(*path.parts[1:]))
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise ContextualizationError(f"implementation {implementation} not found (looked in "
+                                     + ", ".join(str(c) for c in candidates) + ")")
+
+    # -- the lifecycle --------------------------------------------------------------------
+    def _host(self, step, host: dict | None) -> dict:
+        if not host:
+            raise ContextualizationError(f"node {step.node}[{step.index}]: no host to "
+                                         "configure (the engine passed no connection info)")
+        return {**host, "node": step.node, "index": step.index,
+                "name": f"{step.node}-{step.index}"}
+
+    def configure(self, step, topology, host: dict | None, site_options: dict) -> dict:
+        node = topology.nodes[step.node]
+        target = self._host(step, host)
+        target["properties"] = node.properties
+        lookup = (host or {}).get("lookup") or self.lookup
+        ops = {op.name: op for op in node.operations
+               if _short(op.interface) == "Standard" and op.implementation}
+        attributes: dict = {"state": "started", "operations": [], "operation_outputs": {}}
+        for name in LIFECYCLE:
+            op = ops.get(name)
+            if op is None:
+                continue
+            label = f"Standard.{name}"
+            extravars = evaluate_inputs(op.inputs, lookup)
+            extravars.update(tosca_node=step.node, tosca_index=step.index,
+                             tosca_interface="Standard", tosca_operation=name,
+                             cluster_hosts=(host or {}).get("cluster_hosts")
+                             or cluster_hosts([target]))
+            result = run_operation(self.resolve_implementation(op.implementation, topology),
+                                   [target], data_dir=self.data_dir, operation=label,
+                                   extravars=extravars, logs_dir=self.logs_dir,
+                                   node=f"{step.node}[{step.index}]", timeout=self.timeout)
+            attributes["operations"].append(label)
+            attributes["operation_outputs"][label] = result.outputs
+            attributes.update(result.outputs)
+        return attributes
+
+    def run_relationship(self, relationship, operation, source_host: dict,
+                         target_host: dict, topology=None, lookup=None) -> dict:
+        """Run one relationship operation (see the module docstring); returns its
+        set_stats outputs."""
+        on_source = operation.name in SOURCE_SIDE
+        where = source_host if on_source else target_host
+        extravars = evaluate_inputs(operation.inputs, lookup or self.lookup)
+        extravars.update(
+            source=relationship.source, target=relationship.target,
+            source_host=host_name(source_host), target_host=host_name(target_host),
+            source_address=source_host.get("private_address") or source_host.get("ansible_host"),
+            target_address=target_host.get("private_address") or target_host.get("ansible_host"),
+            tosca_interface=_short(operation.interface), tosca_operation=operation.name)
+        label = f"{_short(operation.interface)}.{operation.name}"
+        result = run_operation(self.resolve_implementation(operation.implementation, topology),
+                               [where], data_dir=self.data_dir, operation=label,
+                               extravars=extravars, logs_dir=self.logs_dir,
+                               node=f"{relationship.source}->{relationship.target}",
+                               timeout=self.timeout)
+        return result.outputs
+
+    def estimate(self, site_options: dict) -> float:
+        return float((site_options.get("latency") or {}).get("configure", 60) or 60)

@@ -1,0 +1,90 @@
+"""Build an Ansible inventory (the YAML/JSON dict form) from host descriptions.
+
+A host description is a plain dict (see ``configurator`` for the full contract)::
+
+    {"node": "vm", "index": 0,                  # group and host name "vm-0"
+     "ansible_host": "127.0.0.1", "ansible_port": 40022, "ansible_user": "root",
+     "ansible_ssh_private_key_file": "/path/to/key",
+     "private_address": "10.88.0.7",            # for /etc/hosts (cluster_hosts)
+     "jump_host": "root@bastion:22",            # optional: used when ansible_host is unset
+     "properties": {...},                       # optional: the node's properties -> vars
+     "vars": {...}}                             # optional: more host vars
+
+Every host lands in a group named after its node template (``group`` overrides it),
+named ``<node>-<index>`` (``name`` overrides it).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from orchestrator.tosca.functions import Deferred, to_plain
+
+SSH_COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+CONNECTION_KEYS = ("ansible_host", "ansible_port", "ansible_user",
+                   "ansible_ssh_private_key_file", "ansible_become", "ansible_connection",
+                   "ansible_python_interpreter")
+
+
+def host_name(host: dict) -> str:
+    """The inventory name of a host description: ``<node>-<index>``."""
+    return str(host.get("name") or f"{host['node']}-{int(host.get('index', 0))}")
+
+
+def _plain_vars(values: dict | None) -> dict:
+    """Variables Ansible can take: unresolved (Deferred) and unset values are left out."""
+    result = {}
+    for key, value in (values or {}).items():
+        if value is None or isinstance(value, Deferred):
+            continue
+        result[str(key)] = to_plain(value)
+    return result
+
+
+def ssh_common_args(host: dict) -> str:
+    args = SSH_COMMON_ARGS
+    if not host.get("ansible_host") and host.get("jump_host"):
+        args += f" -o ProxyJump={host['jump_host']}"
+    return args
+
+
+def host_vars(host: dict) -> dict:
+    """The connection and node variables of one host."""
+    variables = _plain_vars(host.get("properties"))
+    for key in CONNECTION_KEYS:
+        if host.get(key) is not None:
+            variables[key] = host[key]
+    if not host.get("ansible_host"):
+        if not host.get("private_address"):
+            raise ValueError(f"host {host_name(host)} has neither ansible_host nor "
+                             "private_address")
+        variables["ansible_host"] = host["private_address"]
+    variables.setdefault("ansible_user", "root")
+    # no interpreter discovery round trip per host; override with the host key
+    variables.setdefault("ansible_python_interpreter", "/usr/bin/python3")
+    variables["ansible_ssh_common_args"] = ssh_common_args(host)
+    variables["private_address"] = host.get("private_address") or variables["ansible_host"]
+    variables["tosca_node"] = host.get("node")
+    variables["tosca_index"] = int(host.get("index", 0))
+    variables.update(_plain_vars(host.get("vars")))
+    return variables
+
+
+def cluster_hosts(hosts: Iterable[dict]) -> list[dict]:
+    """``[{name, address}]`` for every host: what the base role writes to /etc/hosts."""
+    return [{"name": host_name(h), "address": h.get("private_address") or h.get("ansible_host")}
+            for h in hosts]
+
+
+def build_inventory(hosts: Iterable[dict], group_vars: dict | None = None) -> dict:
+    """An inventory dict: ``all.children.<node>.hosts.<node>-<index>: {vars}``.
+
+    ``group_vars`` (group name -> vars) become the groups' vars."""
+    children: dict = {}
+    for host in hosts:
+        group = str(host.get("group") or host["node"])
+        entry = children.setdefault(group, {"hosts": {}})
+        entry["hosts"][host_name(host)] = host_vars(host)
+    for group, variables in (group_vars or {}).items():
+        if group in children:
+            children[group]["vars"] = _plain_vars(variables)
+    return {"all": {"children": children}}
