@@ -49,10 +49,18 @@ def _env(data_dir: Path, playbook: Path, forks: int) -> dict:
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
         "ANSIBLE_LOCAL_TEMP": str(data_dir / "ansible-tmp"),
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(data_dir / "cp"),
+        # unix socket paths are limited to about 100 bytes: keep the control sockets in a
+        # short per-user folder, named by Ansible's hash of host, port and user
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": _control_dir(),
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s",
         "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
     }
+
+
+def _control_dir() -> str:
+    folder = os.path.join(tempfile.gettempdir(), f"orch-cp-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
 
 
 def _failure(event: dict) -> tuple[str, str, str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from orchestrator.engine.steps import StepContext, StepFailed, StepOutcome, run_step
-from orchestrator.errors import ProviderError
+from orchestrator.errors import OrchestratorError, ProviderError
 from orchestrator.plan.model import NOOP, Plan, Step
 from orchestrator.providers.base import ACTIVE, ERROR, TransientProviderError
 
@@ -176,7 +176,7 @@ class Executor:
     def _outcome(self, future: Future, step: Step):
         try:
             outcome = future.result()
-        except (StepFailed, ProviderError) as exc:
+        except (StepFailed, OrchestratorError) as exc:
             return self._fail_or_failover(step, str(exc))
         except Exception as exc:  # a bug must not leave the run hanging
             return self._fail_or_failover(step, f"internal error: {type(exc).__name__}: {exc}")

@@ -279,9 +279,37 @@ def _delete(ctx: StepContext, step: Step) -> StepOutcome:
     return StepOutcome()
 
 
-def _host(ctx: StepContext, step: Step) -> dict | None:
+#: relationship operations run before / after the source node's own configure
+RELATIONSHIP_PHASES = {"pre": ("pre_configure_source", "pre_configure_target"),
+                       "post": ("post_configure_source", "post_configure_target", "add_target",
+                                "add_source")}
+
+
+def _relationships(ctx: StepContext, step: Step, host: dict | None, phase: str) -> None:
+    """Run the relationship operations of ``phase`` for the node's outgoing relationships
+    (the configurator decides on which side each runs)."""
+    run = getattr(ctx.configurator, "run_relationship", None)
+    if run is None or host is None:
+        return
+    for rel in ctx.topology.relationships:
+        if rel.source != step.node:
+            continue
+        for op in rel.operations:
+            if not op.implementation or op.name not in RELATIONSHIP_PHASES[phase]:
+                continue
+            target = _host(ctx, rel.target, step.index) or _host(ctx, rel.target, 0)
+            if target is None:
+                raise StepFailed(f"{step.instance}: relationship {rel.requirement} to "
+                                 f"{rel.target} has no server to run {op.name} on")
+            ctx.event(step, "relationship", f"{step.instance} -> {rel.target}: "
+                      f"{op.interface.rsplit('.', 1)[-1]}.{op.name}")
+            run(rel, op, host, target, ctx.topology, host.get("lookup"))
+
+
+def _host(ctx: StepContext, node_name: str, index: int) -> dict | None:
     """Connection facts of the server a software instance runs on: the attributes its
     provider reported (address, ssh port and user...), plus the deployment's key."""
+    step = Step(id="", action=NOOP, kind="software", node=node_name, index=index)
     node = ctx.topology.nodes.get(step.node)
     seen: set[str] = set()
     while node is not None and node.compute is None and node.host and node.name not in seen:
@@ -328,7 +356,10 @@ def _software(ctx: StepContext, step: Step) -> StepOutcome:
         ctx.created.append((step.node, step.index, step.kind))
     ctx.record(step, site=step.site, status="configuring", spec=step.details)
     ctx.event(step, "configuring", f"configuring {step.instance}")
-    attributes = ctx.configurator.configure(step, ctx.topology, _host(ctx, step), site_options)
+    host = _host(ctx, step.node, step.index)
+    _relationships(ctx, step, host, "pre")
+    attributes = ctx.configurator.configure(step, ctx.topology, host, site_options)
+    _relationships(ctx, step, host, "post")
     ctx.record(step, status="configured", attributes=attributes)
     ctx.event(step, "configured", f"{step.instance} configured")
     return StepOutcome()

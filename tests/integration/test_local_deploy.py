@@ -1,0 +1,108 @@
+"""The whole chain on real containers: plan, local provider, Ansible contextualisation
+(base role, a relationship operation, an operation output), outputs, scale, delete."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import engine_support as es
+from tests.conftest import FIXTURES
+
+PODMAN = shutil.which("podman")
+if not PODMAN and not os.environ.get("CI"):
+    pytest.skip("podman is not installed (run .ci/containers.sh); in CI these tests run",
+                allow_module_level=True)
+pytest.importorskip("ansible_runner", reason="the ansible extra is not installed")
+
+
+def _ours(deployment_id: str) -> dict:
+    label = f"label=orchestrator-deployment={deployment_id}"
+    return {what: subprocess.run(["podman", what, "ls" if what != "ps" else "-a", "--filter",
+                                  label, "--format", "json"], capture_output=True, text=True,
+                                 check=True).stdout
+            for what in ("ps", "network", "volume")}
+
+
+def _ssh(host: dict, key: str, command: str) -> str:
+    return subprocess.run(
+        ["ssh", "-i", key, "-p", str(host["ssh_port"]), "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+         f"root@{host['ssh_host']}", command], capture_output=True, text=True, timeout=60,
+        check=True).stdout
+
+
+@pytest.fixture
+def orch(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    sites = es.write_sites(tmp_path, {"name": "local", "provider": "local"})
+    orchestrator = es.orchestrator(tmp_path, sites, poll_interval_s=0.2)
+    yield orchestrator
+    for record in orchestrator.list():  # never leave a container behind
+        orchestrator.delete(record.name, force=True)
+
+
+def test_three_nodes_contextualised_scaled_and_deleted(orch):
+    template = str(FIXTURES / "local" / "cluster.yaml")
+    applied = orch.apply(orch.plan(template, name="trio").plan)
+    assert applied.run.ok, applied.run.failed
+    record = applied.deployment
+    rows = {(r.node, r.index, r.kind): r for r in orch.store.resources(record.id)}
+    key = os.path.join(os.environ["XDG_DATA_HOME"], "orchestrator", "deployments", record.id,
+                       "ssh", "id_ed25519")
+    front = rows[("front", 0, "compute")].attributes
+    for index in (0, 1):
+        worker = rows[("worker", index, "compute")].attributes
+        assert "alice" in _ssh(worker, key, "getent passwd alice")
+        hosts = _ssh(worker, key, "cat /etc/hosts")
+        assert "front-0" in hosts and f"worker-{index}" in hosts
+        marker = _ssh(worker, key, "cat /var/lib/tosca-orchestrator/markers/"
+                                   "add_target-worker_base-front_base")
+        assert "source=worker_base" in marker and "target=front_base" in marker
+    assert _ssh(front, key, "cat /tmp/greeting").strip() == "hello from the front end"
+    outputs = orch.outputs("trio")
+    assert outputs["greeting"] == "hello from the front end"
+    assert outputs["start_output"] == "hello from the front end"
+    assert len(outputs["worker_addresses"]) == 2
+    log = orch.node_logs("trio", "worker_base[1]")
+    assert log and "PLAY RECAP" in Path(log[0]).read_text()
+
+    bigger = orch.apply(orch.plan(template, sets=["workers=3"], name="trio").plan,
+                        sets=["workers=3"])
+    assert bigger.run.ok, bigger.run.failed
+    assert len(json.loads(_ours(record.id)["ps"])) == 4
+    smaller = orch.apply(orch.plan(template, name="trio").plan)
+    assert smaller.run.ok, smaller.run.failed
+    assert len(json.loads(_ours(record.id)["ps"])) == 3
+
+    assert orch.delete("trio").ok
+    assert {k: json.loads(v) for k, v in _ours(record.id).items()} == \
+        {"ps": [], "network": [], "volume": []}
+
+
+def test_failing_playbook_names_node_operation_task_and_cleans_up(orch, tmp_path):
+    playbook = tmp_path / "broken.yml"
+    playbook.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                        "    - name: Break the deployment\n"
+                        "      ansible.builtin.fail: {msg: disk on fire}\n")
+    template = es.write_template(tmp_path, f"""
+topology_template:
+  node_templates:
+    vm:
+      type: orchestrator.nodes.Compute
+    app:
+      type: tosca.nodes.SoftwareComponent
+      requirements: [{{host: vm}}]
+      interfaces:
+        Standard:
+          configure: {playbook}
+""")
+    applied = orch.apply(orch.plan(template, name="broken").plan)
+    assert not applied.run.ok
+    (message,) = applied.run.failed.values()
+    assert "app[0]" in message and "Standard.configure" in message
+    assert "Break the deployment" in message and "disk on fire" in message
+    assert json.loads(_ours(applied.deployment.id)["ps"]) == []  # rolled back
+    assert orch.delete("broken").ok
