@@ -106,3 +106,45 @@ topology_template:
     assert "Break the deployment" in message and "disk on fire" in message
     assert json.loads(_ours(applied.deployment.id)["ps"]) == []  # rolled back
     assert orch.delete("broken").ok
+
+
+def test_kill_mid_deploy_and_resume_finds_exactly_three_nodes(tmp_path):
+    import signal
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    sites = es.write_sites(tmp_path, {"name": "local", "provider": "local"})
+    base = [sys.executable, "-m", "orchestrator", "--db", f"sqlite:///{tmp_path / 's.db'}",
+            "--sites", sites]
+    template = str(FIXTURES / "local" / "cluster.yaml")
+    deploying = subprocess.Popen(base + ["deploy", template, "--name", "trio", "--yes"],
+                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        deadline = time.time() + 120
+        while "configuring" not in seen and time.time() < deadline:
+            seen += deploying.stderr.readline()  # progress events, one per line
+        assert "configuring" in seen, seen
+        deploying.send_signal(signal.SIGKILL)  # servers made, contextualisation under way
+        deploying.wait()
+    finally:
+        deploying.stderr.close()
+    resumed = subprocess.run(base + ["deploy", "--resume", "trio", "--yes"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=600)
+    try:
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        status = json.loads(subprocess.run(base + ["status", "trio", "--format", "json"],
+                                           cwd=ROOT, env=env, capture_output=True, text=True,
+                                           check=True).stdout)
+        deployment_id = status["deployment"]["id"]
+        containers = json.loads(_ours(deployment_id)["ps"])
+        assert len(containers) == 3, [c.get("Names") for c in containers]
+        assert status["deployment"]["status"] == "deployed"
+    finally:
+        gone = subprocess.run(base + ["delete", "trio", "--yes", "--force"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert gone.returncode == 0, gone.stderr[-2000:]
