@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -54,7 +55,17 @@ def _env(data_dir: Path, playbook: Path, forks: int) -> dict:
         "ANSIBLE_SSH_CONTROL_PATH_DIR": _control_dir(),
         "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s",
         "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+        # Ansible's commands live beside this interpreter (a virtual environment's bin/),
+        # which need not be on PATH when the orchestrator is run as .venv/bin/orchestrator
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable),
+                                 os.environ.get("PATH", os.defpath)]),
     }
+
+
+def _ansible_playbook() -> str | None:
+    """ansible-playbook beside this interpreter, if it is there (else: found on PATH)."""
+    candidate = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return candidate if os.access(candidate, os.X_OK) else None
 
 
 def _control_dir() -> str:
@@ -115,7 +126,7 @@ def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pa
             envvars=_env(data_dir, playbook, forks), forks=forks, quiet=True,
             fact_cache_type="jsonfile", fact_cache=str(data_dir / "fact_cache"),
             project_dir=str(playbook.parent), timeout=timeout, cmdline=cmdline,
-            suppress_env_files=True)
+            suppress_env_files=True, binary=_ansible_playbook())
         stdout_file = Path(run.config.artifact_dir) / "stdout"
         stdout = stdout_file.read_text(errors="replace") if stdout_file.exists() else ""
         failures, outputs, stats = [], {}, {}
