@@ -62,12 +62,6 @@ def _env(data_dir: Path, playbook: Path, forks: int) -> dict:
     }
 
 
-def _ansible_playbook() -> str | None:
-    """ansible-playbook beside this interpreter, if it is there (else: found on PATH)."""
-    candidate = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    return candidate if os.access(candidate, os.X_OK) else None
-
-
 def _control_dir() -> str:
     folder = os.path.join(tempfile.gettempdir(), f"orch-cp-{os.getuid()}")
     os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -126,7 +120,7 @@ def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pa
             envvars=_env(data_dir, playbook, forks), forks=forks, quiet=True,
             fact_cache_type="jsonfile", fact_cache=str(data_dir / "fact_cache"),
             project_dir=str(playbook.parent), timeout=timeout, cmdline=cmdline,
-            suppress_env_files=True, binary=_ansible_playbook())
+            suppress_env_files=True)
         stdout_file = Path(run.config.artifact_dir) / "stdout"
         stdout = stdout_file.read_text(errors="replace") if stdout_file.exists() else ""
         failures, outputs, stats = [], {}, {}
