@@ -133,6 +133,19 @@ class CheckResult:
     offer: Offer | None = None
 
 
+def site_options(site: Any, allowed: tuple[str, ...], provider: str) -> dict:
+    """The site's ``options``, refusing unknown keys with a did-you-mean."""
+    from orchestrator.diagnostics import did_you_mean
+
+    options = dict(getattr(site, "options", None) or {})
+    for key in options:
+        if key not in allowed:
+            hint = did_you_mean(key, allowed)
+            raise ProviderError(f"site '{site.name}': unknown {provider} option '{key}'"
+                                + (f" ({hint})" if hint else ""))
+    return options
+
+
 class Provider(abc.ABC):
     """Base class of provider plugins. One instance serves one site."""
 

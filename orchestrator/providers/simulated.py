@@ -58,6 +58,7 @@ from orchestrator.providers.base import (
     Resource,
     ResourceSpec,
     TransientProviderError,
+    site_options,
 )
 
 FORMAT_VERSION = 1
@@ -99,12 +100,7 @@ class SimulatedConfig:
 
     @classmethod
     def from_site(cls, site: Any) -> SimulatedConfig:
-        options = dict(getattr(site, "options", None) or {})
-        for key in options:
-            if key not in OPTIONS:
-                hint = did_you_mean(key, OPTIONS)
-                raise ProviderError(f"site '{site.name}': unknown simulated option '{key}'"
-                                    + (f" ({hint})" if hint else ""))
+        options = site_options(site, OPTIONS, "simulated")
         latency = {k: 0.0 for k in LATENCIES}
         for key, value in (options.get("latency") or {}).items():
             if key not in LATENCIES or not isinstance(value, (int, float)) or value < 0:

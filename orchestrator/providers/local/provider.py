@@ -15,7 +15,6 @@ import subprocess
 import threading
 from typing import Any
 
-from orchestrator.diagnostics import did_you_mean
 from orchestrator.providers.base import (
     ACTIVE,
     DELETED,
@@ -32,6 +31,7 @@ from orchestrator.providers.base import (
     Resource,
     ResourceSpec,
     TransientProviderError,
+    site_options,
 )
 from orchestrator.providers.local import node as nodes
 from orchestrator.providers.local.image import DEFAULT_IMAGE, can_build, ensure_image
@@ -51,12 +51,7 @@ class LocalProvider(Provider):
 
     def __init__(self, site: Any):
         super().__init__(site)
-        options = dict(getattr(site, "options", None) or {})
-        for key in options:
-            if key not in OPTIONS:
-                hint = did_you_mean(key, OPTIONS)
-                raise ProviderError(f"site '{site.name}': unknown local option '{key}'"
-                                    + (f" ({hint})" if hint else ""))
+        options = site_options(site, OPTIONS, "local")
         self.options = options
         self.runtime = Runtime(options.get("engine"), options.get("runtime", "auto"),
                                tuple(options.get("ulimits") or DEFAULT_ULIMITS),
