@@ -6,7 +6,10 @@ A host description is a plain dict (see ``configurator`` for the full contract):
      "ansible_host": "127.0.0.1", "ansible_port": 40022, "ansible_user": "root",
      "ansible_ssh_private_key_file": "/path/to/key",
      "private_address": "10.88.0.7",            # for /etc/hosts (cluster_hosts)
-     "jump_host": "root@bastion:22",            # optional: used when ansible_host is unset
+     "jump_host": {"host": "1.2.3.4", "port": 22, "user": "root"},
+                                                # optional: used when ansible_host is unset
+                                                # (also "user@host:port"); reached with
+                                                # the same private key
      "properties": {...},                       # optional: the node's properties -> vars
      "vars": {...}}                             # optional: more host vars
 
@@ -15,6 +18,7 @@ named ``<node>-<index>`` (``name`` overrides it).
 """
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 
 from orchestrator.tosca.functions import Deferred, to_plain
@@ -40,10 +44,25 @@ def _plain_vars(values: dict | None) -> dict:
     return result
 
 
+def _jump(spec) -> tuple[str, int, str]:
+    if isinstance(spec, dict):
+        return str(spec["host"]), int(spec.get("port") or 22), str(spec.get("user") or "root")
+    user, _, rest = str(spec).rpartition("@")
+    address, _, port = rest.partition(":")
+    return address, int(port or 22), user or "root"
+
+
 def ssh_common_args(host: dict) -> str:
+    """SSH options; a host without a reachable address goes through its jump host with a
+    ProxyCommand that uses the same private key (ProxyJump would not pass the key on)."""
     args = SSH_COMMON_ARGS
     if not host.get("ansible_host") and host.get("jump_host"):
-        args += f" -o ProxyJump={host['jump_host']}"
+        address, port, user = _jump(host["jump_host"])
+        key = host.get("ansible_ssh_private_key_file")
+        identity = f"-i {shlex.quote(str(key))} " if key else ""
+        proxy = (f"ssh {identity}-p {port} {SSH_COMMON_ARGS} -o LogLevel=ERROR -W %h:%p "
+                 f"{shlex.quote(user)}@{shlex.quote(address)}")
+        args += f" -o ProxyCommand={shlex.quote(proxy)}"
     return args
 
 

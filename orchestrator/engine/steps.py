@@ -324,11 +324,21 @@ def _host(ctx: StepContext, node_name: str, index: int) -> dict | None:
     attributes = dict(row.attributes or {})
     from orchestrator.engine.outputs import make_lookup
 
+    reachable = attributes.get("ssh_host") or attributes.get("public_address")
+    jump = None
+    if not reachable:  # a private-only server: through a server of the deployment that
+        for other in rows.values():  # can be reached (the IM's users ask for exactly this)
+            facts = other.attributes or {}
+            if other.kind == "compute" and (facts.get("ssh_host") or facts.get("public_address")):
+                jump = {"host": facts.get("ssh_host") or facts.get("public_address"),
+                        "port": facts.get("ssh_port") or 22,
+                        "user": facts.get("ssh_user") or "root"}
+                break
     return {
         "node": node.name, "index": step.index, "provider_id": row.provider_id,
         "site": row.site,
-        "ansible_host": attributes.get("ssh_host") or attributes.get("public_address")
-        or attributes.get("private_address"),
+        "ansible_host": reachable or (None if jump else attributes.get("private_address")),
+        "jump_host": jump,
         "ansible_port": attributes.get("ssh_port") or 22,
         "ansible_user": attributes.get("ssh_user") or "root",
         "ansible_ssh_private_key_file": f"{ctx.workdir}/ssh/id_ed25519" if ctx.workdir

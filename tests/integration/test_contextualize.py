@@ -197,9 +197,11 @@ def test_inventory_groups_hosts_and_jump_host(tmp_path):
     assert set(group) == {"vm-0", "vm-1"}
     assert group["vm-0"]["ansible_port"] == 2200 and group["vm-0"]["size"] == 3
     assert "unset" not in group["vm-0"]
-    assert "ProxyJump" not in group["vm-0"]["ansible_ssh_common_args"]
+    assert "ProxyCommand" not in group["vm-0"]["ansible_ssh_common_args"]
     assert group["vm-1"]["ansible_host"] == "10.0.0.6"
-    assert "-o ProxyJump=root@127.0.0.1:2200" in group["vm-1"]["ansible_ssh_common_args"]
+    proxy = group["vm-1"]["ansible_ssh_common_args"]
+    assert "-o ProxyCommand=" in proxy and "-p 2200" in proxy and "root@127.0.0.1" in proxy
+    assert "-W %h:%p" in proxy
     assert "StrictHostKeyChecking=no" in group["vm-1"]["ansible_ssh_common_args"]
     assert cluster_hosts(hosts)[1] == {"name": "vm-1", "address": "10.0.0.6"}
 

@@ -148,3 +148,32 @@ def test_kill_mid_deploy_and_resume_finds_exactly_three_nodes(tmp_path):
         gone = subprocess.run(base + ["delete", "trio", "--yes", "--force"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
         assert gone.returncode == 0, gone.stderr[-2000:]
+
+
+def test_a_private_only_node_is_reached_through_a_jump_host(orch):
+    """Ansible reaches a server that has only a private address through another server
+    of the deployment (the Infrastructure Manager's users ask for exactly this)."""
+    from orchestrator.contextualize.runner import run_operation
+    from orchestrator.resources import playbooks_dir
+
+    template = str(FIXTURES / "local" / "cluster.yaml")
+    applied = orch.apply(orch.plan(template, sets=["workers=1"], name="jump").plan,
+                         sets=["workers=1"])
+    assert applied.run.ok, applied.run.failed
+    rows = {(r.node, r.kind): r for r in orch.store.resources(applied.deployment.id)}
+    front = rows[("front", "compute")].attributes
+    worker = rows[("worker", "compute")].attributes
+    folder = Path(os.environ["XDG_DATA_HOME"]) / "orchestrator" / "deployments" / \
+        applied.deployment.id
+    key = str(folder / "ssh" / "id_ed25519")
+    private_only = {"node": "worker", "index": 0, "ansible_host": None,
+                    "private_address": worker["private_address"],
+                    "ansible_ssh_private_key_file": key,
+                    "jump_host": {"host": front["ssh_host"], "port": front["ssh_port"],
+                                  "user": "root"}}
+    result = run_operation(playbooks_dir() / "marker.yml", [private_only],
+                           data_dir=folder, operation="Configure.add_target",
+                           extravars={"source": "jumped", "target": "front",
+                                      "tosca_operation": "jump"}, node="worker[0]")
+    assert result.outputs["marker"].endswith("jump-jumped-front")
+    assert "source=jumped" in _ssh(worker, key, "cat " + result.outputs["marker"])
