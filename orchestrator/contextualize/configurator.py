@@ -55,6 +55,7 @@ operation's inputs. The engine should call ``pre_configure_*`` before the source
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
 
 LIFECYCLE = ("create", "configure", "start")
 STANDARD = ("Standard", "tosca.interfaces.node.lifecycle.Standard")
+GALAXY_ROLE = "tosca.artifacts.AnsibleGalaxy.role"
 SOURCE_SIDE = ("pre_configure_source", "post_configure_source", "add_target",
                "remove_target", "target_changed")
 PHASES = {"pre": ("pre_configure_source", "pre_configure_target"),
@@ -139,8 +141,39 @@ class AnsibleConfigurator(Configurator):
         return {**host, "node": step.node, "index": step.index,
                 "name": f"{step.node}-{step.index}"}
 
+    def galaxy_roles(self, node, topology=None) -> tuple[Path, ...]:
+        """Folders holding the node's ``tosca.artifacts.AnsibleGalaxy.role`` artifacts.
+
+        Nothing is downloaded: a role must be available locally, as a path (relative to
+        the template) or by name in a roles folder (the template's and the project's
+        ``roles/``, ``~/.ansible/roles``, ``/usr/share/ansible/roles``,
+        ``/etc/ansible/roles``, ``ANSIBLE_ROLES_PATH``)."""
+        folders: list[Path] = []
+        base = self.template_dir or (Path(topology.file).parent if topology else Path("."))
+        search = [base / "roles", resources.playbooks_dir() / "roles",
+                  Path.home() / ".ansible" / "roles", Path("/usr/share/ansible/roles"),
+                  Path("/etc/ansible/roles")]
+        search += [Path(p) for p in os.environ.get("ANSIBLE_ROLES_PATH", "").split(":") if p]
+        for name, artifact in (node.artifacts or {}).items():
+            if not isinstance(artifact, dict) or artifact.get("type") != GALAXY_ROLE:
+                continue
+            wanted = str(artifact.get("file") or name).split(",")[0].strip()
+            as_path = base / wanted
+            if as_path.is_dir():
+                folders.append(as_path.resolve().parent)
+                continue
+            found = next((folder for folder in search if (folder / wanted).is_dir()), None)
+            if found is None:
+                raise ContextualizationError(
+                    f"node {node.name}: Ansible role '{wanted}' (artifact '{name}') is not "
+                    "available locally and nothing is downloaded: install it with "
+                    f"`ansible-galaxy role install {wanted} -p playbooks/roles`")
+            folders.append(found)
+        return tuple(dict.fromkeys(folders))
+
     def configure(self, step, topology, host: dict | None, site_options: dict) -> dict:
         node = topology.nodes[step.node]
+        roles = self.galaxy_roles(node, topology)
         target = self._host(step, host)
         target["properties"] = node.properties
         lookup = (host or {}).get("lookup") or self.lookup
@@ -160,7 +193,8 @@ class AnsibleConfigurator(Configurator):
             result = run_operation(self.resolve_implementation(op.implementation, topology),
                                    [target], data_dir=self.data_dir, operation=label,
                                    extravars=extravars, logs_dir=self.logs_dir,
-                                   node=f"{step.node}[{step.index}]", timeout=self.timeout)
+                                   node=f"{step.node}[{step.index}]", timeout=self.timeout,
+                                   roles_path=roles)
             attributes["operations"].append(label)
             attributes["operation_outputs"][label] = result.outputs
             attributes.update(result.outputs)

@@ -37,8 +37,9 @@ class OperationResult:
         return sum((self.stats.get("changed") or {}).values())
 
 
-def _env(data_dir: Path, playbook: Path, forks: int) -> dict:
-    roles = [str(playbook.parent / "roles"), str(resources.playbooks_dir() / "roles")]
+def _env(data_dir: Path, playbook: Path, forks: int, roles_path=()) -> dict:
+    roles = [str(playbook.parent / "roles"), str(resources.playbooks_dir() / "roles"),
+             *(str(p) for p in roles_path)]
     return {
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_HOST_KEY_CHECKING": "False",
@@ -98,7 +99,7 @@ def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pa
                   operation: str = "Standard.configure", extravars: dict | None = None,
                   logs_dir: str | Path | None = None, node: str | None = None,
                   group_vars: dict | None = None, timeout: int | None = None,
-                  check: bool = False) -> OperationResult:
+                  check: bool = False, roles_path: tuple = ()) -> OperationResult:
     """Run ``playbook`` on ``hosts``; raise ContextualizationError when any host fails.
 
     The error message names the node, the operation, the failed task and Ansible's message.
@@ -117,7 +118,7 @@ def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pa
         run = ansible_runner.run(
             private_data_dir=str(private), playbook=str(playbook),
             inventory=build_inventory(hosts, group_vars), extravars=dict(extravars or {}),
-            envvars=_env(data_dir, playbook, forks), forks=forks, quiet=True,
+            envvars=_env(data_dir, playbook, forks, roles_path), forks=forks, quiet=True,
             fact_cache_type="jsonfile", fact_cache=str(data_dir / "fact_cache"),
             project_dir=str(playbook.parent), timeout=timeout, cmdline=cmdline,
             suppress_env_files=True)

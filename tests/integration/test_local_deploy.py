@@ -69,10 +69,10 @@ def test_three_nodes_contextualised_scaled_and_deleted(orch):
     log = orch.node_logs("trio", "worker_base[1]")
     assert log and "PLAY RECAP" in Path(log[0]).read_text()
 
-    bigger = orch.apply(orch.plan(template, sets=["workers=3"], name="trio").plan,
-                        sets=["workers=3"])
+    bigger = orch.apply(orch.plan(template, sets=["workers=4"], name="trio").plan,
+                        sets=["workers=4"])  # 3 -> 5 nodes
     assert bigger.run.ok, bigger.run.failed
-    assert len(json.loads(_ours(record.id)["ps"])) == 4
+    assert len(json.loads(_ours(record.id)["ps"])) == 5
     smaller = orch.apply(orch.plan(template, name="trio").plan)
     assert smaller.run.ok, smaller.run.failed
     assert len(json.loads(_ours(record.id)["ps"])) == 3
@@ -177,3 +177,43 @@ def test_a_private_only_node_is_reached_through_a_jump_host(orch):
                                       "tosca_operation": "jump"}, node="worker[0]")
     assert result.outputs["marker"].endswith("jump-jumped-front")
     assert "source=jumped" in _ssh(worker, key, "cat " + result.outputs["marker"])
+
+
+def test_galaxy_role_artifacts_used_when_available_locally(orch, tmp_path):
+    role = tmp_path / "roles" / "acme.greeter" / "tasks"
+    role.mkdir(parents=True)
+    (role / "main.yml").write_text("- name: Greet\n  ansible.builtin.copy:\n"
+                                   "    dest: /tmp/greeted\n    content: \"by acme\\n\"\n")
+    (tmp_path / "greet.yml").write_text("- hosts: all\n  gather_facts: false\n"
+                                        "  roles: [acme.greeter]\n")
+    body = """
+topology_template:
+  node_templates:
+    vm:
+      type: orchestrator.nodes.Compute
+    app:
+      type: tosca.nodes.SoftwareComponent
+      requirements: [{host: vm}]
+      artifacts:
+        greeter: {file: ROLE, type: tosca.artifacts.AnsibleGalaxy.role}
+      interfaces:
+        Standard:
+          configure: greet.yml
+"""
+    header = ("tosca_definitions_version: tosca_simple_yaml_1_3\n"
+              "imports: [orchestrator/all.yaml, indigo/custom_types.yaml]\n")
+    template = tmp_path / "t.yaml"
+    template.write_text(header + body.replace("ROLE", "acme.greeter"))
+    template = str(template)
+    applied = orch.apply(orch.plan(template, name="galaxy").plan)
+    assert applied.run.ok, applied.run.failed
+    vm = next(r for r in orch.store.resources(applied.deployment.id) if r.kind == "compute")
+    key = str(Path(os.environ["XDG_DATA_HOME"]) / "orchestrator" / "deployments" /
+              applied.deployment.id / "ssh" / "id_ed25519")
+    assert _ssh(vm.attributes, key, "cat /tmp/greeted").strip() == "by acme"
+    missing = tmp_path / "m.yaml"
+    missing.write_text(header + body.replace("ROLE", "acme.absent"))
+    missing = str(missing)
+    failed = orch.apply(orch.plan(missing, name="absent").plan)
+    (message,) = failed.run.failed.values()
+    assert "role 'acme.absent'" in message and "ansible-galaxy role install" in message
