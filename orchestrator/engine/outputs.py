@@ -53,10 +53,28 @@ def attribute_of(rows, topology: Topology, node: str, path: list):
     return to_plain(value)
 
 
+def _through_requirement(topology: Topology, node: str, path: list) -> str | None:
+    """The target of ``node``'s requirement named ``path[0]``, when the path goes through
+    a requirement rather than naming one of the node's own attributes."""
+    if len(path) < 2 or not isinstance(path[0], str) or node not in topology.nodes:
+        return None
+    own = topology.nodes[node]
+    if path[0] in own.properties or path[0] in own.capabilities:
+        return None
+    for rel in topology.relationships:
+        if rel.source == node and rel.requirement == path[0]:
+            return rel.target
+    return None
+
+
 def make_lookup(rows, topology: Topology):
     def lookup(ref: Deferred):
         if ref.function == "get_attribute":
-            return attribute_of(rows, topology, ref.node, list(ref.args[1:]))
+            node, path = ref.node, list(ref.args[1:])
+            target = _through_requirement(topology, node, path)
+            if target is not None:  # [SELF, requirement, attribute...]: the target's
+                node, path = target, path[1:]
+            return attribute_of(rows, topology, node, path)
         if ref.function == "get_operation_output":
             _, interface, operation, output = ref.args
             for row in _instances(rows, ref.node):

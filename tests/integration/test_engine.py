@@ -305,3 +305,16 @@ def test_resize_behind_our_back_is_planned_and_repaired(tmp_path):
     (server,) = [r for r in es.alive(orch, "a") if r["tags"]["orchestrator-node"] == "head"]
     assert server["attributes"]["flavor"] == "m1.small"
     assert not orch.plan(template, name="demo").plan.has_changes
+
+
+def test_get_attribute_through_a_requirement(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    body = es.cluster(workers=1) + """
+    via_requirement: {value: {get_attribute: [app, host, private_address]}}
+"""
+    applied = _deploy(orch, es.write_template(tmp_path, body))
+    assert applied.run.ok
+    outputs = orch.outputs("demo")
+    assert outputs["via_requirement"] == outputs["worker_ips"]
+    assert outputs["via_requirement"].startswith("10.")
