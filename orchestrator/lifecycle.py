@@ -6,6 +6,7 @@ and never prints: progress goes to the ``on_event`` callback.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -264,8 +265,7 @@ class Orchestrator:
 
     def _reached_over_ssh(self, plan: Plan) -> bool:
         sites = {s.site for s in plan.steps if s.kind == "compute" and s.site}
-        return any(getattr(self.catalogue.sites.get(s), "provider", "") != "simulated"
-                   for s in sites)
+        return any(self.provider(s).reached_over_ssh for s in sites)
 
     def _configurator_for(self, deployment_id: str, plan: Plan) -> Configurator:
         """Ansible for servers reached over SSH; the recording configurator for the
@@ -391,6 +391,5 @@ def _plan_inputs(plan: Plan, sets) -> list[tuple[str, str]]:
 
 
 def _yaml(value) -> str:
-    import json
-
-    return json.dumps(value) if not isinstance(value, str) else json.dumps(value)
+    """A value as --set text: JSON is YAML, and keeps "22.04" a string."""
+    return json.dumps(value)

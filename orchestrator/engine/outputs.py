@@ -3,7 +3,7 @@ over them) against the deployment's live state."""
 from __future__ import annotations
 
 from orchestrator.topology.model import Topology
-from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
+from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain, walk
 
 
 def _instances(rows, node: str) -> list:
@@ -43,14 +43,7 @@ def attribute_of(rows, topology: Topology, node: str, path: list):
         if rest[0] not in (0, -1):  # [vm, public_address, 0] on a single value
             return None
         rest = rest[1:]
-    for step in rest:
-        if isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value):
-            value = value[step]
-        elif isinstance(value, dict) and step in value:
-            value = value[step]
-        else:
-            return None
-    return to_plain(value)
+    return to_plain(walk(value, rest))
 
 
 def _through_requirement(topology: Topology, node: str, path: list) -> str | None:

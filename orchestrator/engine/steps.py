@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from orchestrator.engine.outputs import resolve_outputs
+from orchestrator.engine.outputs import make_lookup, resolve_outputs
 from orchestrator.errors import OrchestratorError, ProviderError
 from orchestrator.plan.model import CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan, Step
 from orchestrator.providers.base import ACTIVE, Provider, Resource, ResourceSpec
@@ -309,8 +309,7 @@ def _relationships(ctx: StepContext, step: Step, host: dict | None, phase: str) 
 def _host(ctx: StepContext, node_name: str, index: int) -> dict | None:
     """Connection facts of the server a software instance runs on: the attributes its
     provider reported (address, ssh port and user...), plus the deployment's key."""
-    step = Step(id="", action=NOOP, kind="software", node=node_name, index=index)
-    node = ctx.topology.nodes.get(step.node)
+    node = ctx.topology.nodes.get(node_name)
     seen: set[str] = set()
     while node is not None and node.compute is None and node.host and node.name not in seen:
         seen.add(node.name)
@@ -318,12 +317,10 @@ def _host(ctx: StepContext, node_name: str, index: int) -> dict | None:
     if node is None or node.compute is None:
         return None
     rows = ctx._cache()
-    row = rows.get((node.name, step.index, "compute"))
+    row = rows.get((node.name, index, "compute"))
     if row is None:
         return None
     attributes = dict(row.attributes or {})
-    from orchestrator.engine.outputs import make_lookup
-
     reachable = attributes.get("ssh_host") or attributes.get("public_address")
     jump = None
     if not reachable:  # a private-only server: through a server of the deployment that
@@ -335,7 +332,7 @@ def _host(ctx: StepContext, node_name: str, index: int) -> dict | None:
                         "user": facts.get("ssh_user") or "root"}
                 break
     return {
-        "node": node.name, "index": step.index, "provider_id": row.provider_id,
+        "node": node.name, "index": index, "provider_id": row.provider_id,
         "site": row.site,
         "ansible_host": reachable or (None if jump else attributes.get("private_address")),
         "jump_host": jump,

@@ -6,14 +6,23 @@ No side effects: the caller passes the placement, the deployment's current resou
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 from orchestrator.placement import Placement
 from orchestrator.plan.model import (
-    CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan, Step, critical_path)
+    CONFIGURE,
+    CREATE,
+    DELETE,
+    NOOP,
+    REPLACE,
+    UPDATE,
+    Plan,
+    Step,
+    critical_path,
+)
 from orchestrator.topology.model import Node, Topology
 from orchestrator.tosca.values import scalar_to
 

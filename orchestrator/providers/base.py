@@ -151,6 +151,8 @@ class Provider(abc.ABC):
 
     #: the value of ``provider:`` in sites.yaml
     type_name: str = ""
+    #: servers of this provider are logged into over SSH (for keys and Ansible)
+    reached_over_ssh: bool = True
 
     def __init__(self, site: Any):
         self.site = site

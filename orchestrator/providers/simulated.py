@@ -332,6 +332,7 @@ class SimulatedProvider(Provider):
     """Provider of ``provider: simulated`` sites (tests and benchmarks only)."""
 
     type_name = "simulated"
+    reached_over_ssh = False  # nothing runs on its servers
 
     def __init__(self, site: Any):
         super().__init__(site)

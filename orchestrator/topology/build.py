@@ -6,10 +6,25 @@ import math
 
 from orchestrator.diagnostics import Diagnostics, Location
 from orchestrator.topology.graph import dependency_order
-from orchestrator.topology.secrets import is_secret
 from orchestrator.topology.model import (
-    RELATIONSHIP_KINDS, ComputeRequirements, CvmfsSpec, GpuSpec, Group, InputSpec, Node,
-    Operation, OsSpec, Output, Policy, PortSpec, Relationship, ScalingSpec, Topology, VolumeSpec)
+    RELATIONSHIP_KINDS,
+    ComputeRequirements,
+    CvmfsSpec,
+    GpuSpec,
+    Group,
+    InputSpec,
+    Node,
+    Operation,
+    OsSpec,
+    Output,
+    Policy,
+    PortSpec,
+    Relationship,
+    ScalingSpec,
+    Topology,
+    VolumeSpec,
+)
+from orchestrator.topology.secrets import is_secret
 from orchestrator.tosca.functions import Deferred, to_plain
 from orchestrator.tosca.template import NodeTemplate, Template
 from orchestrator.tosca.values import scalar_to

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.diagnostics import Location, did_you_mean
 from orchestrator.tosca.entities import _EMPTY, _PLAIN, HOSTED_ON, NodeTemplate, Requirement
-from orchestrator.tosca.functions import MISSING, Scope
+from orchestrator.tosca.functions import MISSING, Scope, walk
 from orchestrator.tosca.values import Checker
 from orchestrator.tosca.yamlsource import where
 
@@ -149,14 +149,14 @@ class EvaluationMixin:
                 if value is MISSING and path[1] in self._capability_property_defs(
                         template.type, head):
                     return None
-                return self._walk(value, path[2:])
+                return walk(value, path[2:], MISSING)
             for requirement in template.requirements:
                 if requirement.name == head and requirement.target:
                     return self._requirement_property(requirement, path[1:], loc, self_node)
         value = self._node_property(template, head, loc)
         if value is MISSING and head in prop_defs:
             return None  # declared but not set: null
-        return self._walk(value, path[1:])
+        return walk(value, path[1:], MISSING)
 
     def _requirement_property(self, requirement: Requirement, path: list, loc: Location,
                               self_node: str | None):
@@ -167,22 +167,8 @@ class EvaluationMixin:
             cap = self.registry.capability_offers(target.type, requirement.capability)
             if cap and path and path[0] in self._capability_property_defs(target.type, cap):
                 value = self._capability_property(target, cap, path[0], loc)
-                return None if value is MISSING else self._walk(value, path[1:])
+                return None if value is MISSING else walk(value, path[1:], MISSING)
         return self.property_of(requirement.target, path, loc, self_node)
-
-    @staticmethod
-    def _walk(value, rest: list):
-        for step in rest:
-            if value is MISSING:
-                return MISSING
-            if isinstance(value, dict) and step in value:
-                value = value[step]
-            elif isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(
-                    value):
-                value = value[step]
-            else:
-                return MISSING
-        return value
 
     def attribute_declared(self, node: str, path: list) -> bool:
         template = self.nodes[node]

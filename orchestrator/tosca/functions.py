@@ -75,6 +75,20 @@ def to_plain(value):
     return value
 
 
+def walk(value, path, missing=None):
+    """Follow map keys and list indexes of ``path`` into ``value``; ``missing`` when a
+    step does not exist."""
+    for step in path:
+        if isinstance(value, dict) and not isinstance(step, (list, dict)) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and isinstance(step, int) and not isinstance(step, bool) \
+                and -len(value) <= step < len(value):
+            value = value[step]
+        else:
+            return missing
+    return value
+
+
 def function_name(value) -> str | None:
     if isinstance(value, dict) and len(value) == 1:
         key = next(iter(value))
@@ -123,12 +137,7 @@ class Evaluator:
             return self._call(name, value[name], scope, here)
         if isinstance(value, dict):
             self._warn_misspelt(value, scope, loc)
-            out = Mapping()
-            if isinstance(value, Mapping):
-                out.loc, out.key_locs = value.loc, value.key_locs
-            for key, item in value.items():
-                out[key] = self.evaluate(item, scope, where(value, key, loc))
-            return out
+            return self.evaluate_map(value, scope, loc)
         if isinstance(value, list):
             out = Sequence()
             if isinstance(value, Sequence):
@@ -234,12 +243,8 @@ class Evaluator:
         for step in path:
             if isinstance(value, Deferred):
                 return Deferred(value.function, value.args + (step,), value.node)
-            if isinstance(value, dict) and step in value:
-                value = value[step]
-            elif isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(
-                    value):
-                value = value[step]
-            else:
+            value = walk(value, [step], _MISSING)
+            if value is _MISSING:
                 return self._bad(f"{what} has no element {step!r}", loc, scope,
                                  "unresolved-reference")
         return value
