@@ -146,7 +146,8 @@ def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict
                 "image": placed.choice.image.name if placed and placed.choice.image else None,
                 "public_ip": req.public_ip,
                 "ports": [p.to_dict() for p in req.ports],
-                "networks": list(req.networks), "volumes": [v.node for v in req.volumes]}
+                "networks": list(req.networks), "volumes": [v.node for v in req.volumes],
+                "requirements": _requirements(req)}
     if kind == "volume":
         size = node.properties.get("size")
         gib = scalar_to(size, "scalar-unit.size", "GiB") if isinstance(size, str) else size
@@ -157,6 +158,23 @@ def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict
         return {"site": site, "properties": digest(node.properties)}
     return {"site": site, "properties": digest(node.properties),
             "operations": digest([o.to_dict() for o in node.operations])}
+
+
+def _requirements(req) -> dict:
+    """What the template asked of a server, for providers that size it themselves
+    (Kubernetes requests, OpenNebula templates) or need more than the flavor says
+    (CVMFS mounts, GPU model selectors). Defaults are left out."""
+    facts: dict = {k: v for k, v in (("cpus", req.cpus), ("memory_mib", req.memory_mib),
+                                     ("disk_gib", req.disk_gib)) if v is not None}
+    if req.gpus.count:
+        facts["gpus"] = {k: v for k, v in req.gpus.to_dict().items() if v is not None}
+    if req.infiniband:
+        facts["infiniband"] = True
+    if req.preemptible:
+        facts["preemptible"] = True
+    if req.cvmfs.repositories:
+        facts["cvmfs"] = {k: v for k, v in req.cvmfs.to_dict().items() if v is not None}
+    return facts
 
 
 def _change(kind: str, old: Existing, spec: dict) -> tuple[str, str]:
