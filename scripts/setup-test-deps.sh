@@ -11,3 +11,7 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 bash .ci/postgres.sh
 bash .ci/containers.sh
+# further components some test groups need (an OpenStack, an EC2 emulator, a browser...)
+for part in scripts/test-deps.d/*.sh; do
+    [ -e "$part" ] && bash "$part"
+done
