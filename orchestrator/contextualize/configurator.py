@@ -28,14 +28,19 @@ compute instance the software node (``step.node``, ``step.index``) is hosted on:
       "cluster_hosts": [{"name": "vm-0", "address": "10.88.0.7"}, ...],   # optional
       "vars": {...},                      # optional extra host vars
       "lookup": callable,                 # optional, see above
+      "batch": {"group": "dep/serial/node",  # optional: the instances of this node the
+                "indexes": [0, 1, 2]},       #   run configures; they share Ansible runs
     }
 
 The inventory host is named ``<step.node>-<step.index>`` in group ``<step.node>``; the
 node's properties become host vars. The Standard operations create, configure and start
 that have an implementation run in that order; extra vars are the operation's inputs
 (Deferred ones resolved with the lookup; unresolved and null inputs left out so role
-defaults apply) plus ``tosca_node``, ``tosca_index``, ``tosca_interface``,
-``tosca_operation`` and ``cluster_hosts``. It returns the attributes::
+defaults apply) plus ``tosca_node``, ``tosca_interface``, ``tosca_operation`` and
+``cluster_hosts`` (``tosca_index`` is a host var). Instances of one node whose inputs
+evaluate alike are configured together: one ansible-runner run per operation over all
+of their hosts (forks cover them all), each instance getting its own outputs (its own
+``set_stats``), its own log and its own error. It returns the attributes::
 
     {"state": "started", "operations": ["Standard.create", ...],
      "operation_outputs": {"Standard.create": {<set_stats data>}, ...},
@@ -55,14 +60,17 @@ operation's inputs. The engine should call ``pre_configure_*`` before the source
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from orchestrator import resources
 from orchestrator.contextualize.inventory import cluster_hosts, host_name
-from orchestrator.contextualize.runner import run_operation
+from orchestrator.contextualize.batch import Batcher
+from orchestrator.contextualize.runner import run_failure, run_operation, run_playbook
 from orchestrator.engine.steps import Configurator
 from orchestrator.errors import ContextualizationError
 from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
@@ -105,8 +113,10 @@ def relationship_operations(topology, node: str, phase: str) -> list[tuple]:
 class AnsibleConfigurator(Configurator):
     def __init__(self, data_dir: str | Path, logs_dir: str | Path | None = None,
                  lookup: Callable[[Deferred], Any] | None = None,
-                 template_dir: str | Path | None = None, timeout: int | None = None):
+                 template_dir: str | Path | None = None, timeout: int | None = None,
+                 batch_wait_s: float = 5.0):
         self.data_dir = Path(data_dir)
+        self._batcher = Batcher(batch_wait_s)
         self.logs_dir = Path(logs_dir) if logs_dir else self.data_dir / "logs"
         self.lookup = lookup
         self.template_dir = Path(template_dir) if template_dir else None
@@ -172,33 +182,66 @@ class AnsibleConfigurator(Configurator):
         return tuple(dict.fromkeys(folders))
 
     def configure(self, step, topology, host: dict | None, site_options: dict) -> dict:
+        """Run the node's Standard create/configure/start on its host. When the engine
+        says (``host["batch"]``) that other instances of the node are being configured
+        in this run, the instances with the same operation inputs share one Ansible run
+        per operation (see ``batch.Batcher``)."""
         node = topology.nodes[step.node]
-        roles = self.galaxy_roles(node, topology)
         target = self._host(step, host)
         target["properties"] = node.properties
         lookup = (host or {}).get("lookup") or self.lookup
         ops = {op.name: op for op in node.operations
                if _short(op.interface) == "Standard" and op.implementation}
-        attributes: dict = {"state": "started", "operations": [], "operation_outputs": {}}
-        for name in LIFECYCLE:
-            op = ops.get(name)
-            if op is None:
-                continue
+        work = [(name, str(self.resolve_implementation(ops[name].implementation, topology)),
+                 evaluate_inputs(ops[name].inputs, lookup)) for name in LIFECYCLE
+                if name in ops]
+        member = {"host": target, "cluster_hosts": (host or {}).get("cluster_hosts")}
+        batch = (host or {}).get("batch") or {}
+        run = partial(self._lifecycle, step.node, work, self.galaxy_roles(node, topology))
+        if len(batch.get("indexes") or ()) < 2:
+            outcome = run({step.index: member})[step.index]
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        key = json.dumps(work, sort_keys=True, default=str)
+        return self._batcher.submit(batch.get("group") or step.node, key, step.index,
+                                    batch["indexes"], member, run)
+
+    def _lifecycle(self, node: str, work: list, roles: tuple, members: dict) -> dict:
+        """Run ``work`` (the lifecycle operations) over the members' hosts, one Ansible
+        run per operation; index -> attributes, or the error of that instance."""
+        results: dict = {i: {"state": "started", "operations": [], "operation_outputs": {}}
+                         for i in members}
+        live = dict(members)
+        every = {}
+        for member in members.values():
+            for entry in member["cluster_hosts"] or cluster_hosts([member["host"]]):
+                every[entry["name"]] = entry
+        for name, playbook, inputs in work:
+            if not live:
+                break
             label = f"Standard.{name}"
-            extravars = evaluate_inputs(op.inputs, lookup)
-            extravars.update(tosca_node=step.node, tosca_index=step.index,
-                             tosca_interface="Standard", tosca_operation=name,
-                             cluster_hosts=(host or {}).get("cluster_hosts")
-                             or cluster_hosts([target]))
-            result = run_operation(self.resolve_implementation(op.implementation, topology),
-                                   [target], data_dir=self.data_dir, operation=label,
-                                   extravars=extravars, logs_dir=self.logs_dir,
-                                   node=f"{step.node}[{step.index}]", timeout=self.timeout,
-                                   roles_path=roles)
-            attributes["operations"].append(label)
-            attributes["operation_outputs"][label] = result.outputs
-            attributes.update(result.outputs)
-        return attributes
+            hosts = [m["host"] for m in live.values()]
+            extravars = dict(inputs, tosca_node=node, tosca_interface="Standard",
+                             tosca_operation=name, cluster_hosts=list(every.values()))
+            if len(live) == 1:
+                extravars["tosca_index"] = next(iter(live))
+            result = run_playbook(playbook, hosts, data_dir=self.data_dir, operation=label,
+                                  extravars=extravars, logs_dir=self.logs_dir,
+                                  timeout=self.timeout, roles_path=roles)
+            for index in list(live):
+                target = live[index]["host"]
+                error = run_failure(result, f"{node}[{index}]", host_name(target))
+                if error is not None:
+                    results[index] = error
+                    del live[index]
+                    continue
+                outputs = result.host_outputs.get(host_name(target), {}) if len(hosts) > 1 \
+                    else result.outputs
+                results[index]["operations"].append(label)
+                results[index]["operation_outputs"][label] = outputs
+                results[index].update(outputs)
+        return results
 
     def run_relationship(self, relationship, operation, source_host: dict,
                          target_host: dict, topology=None, lookup=None) -> dict:

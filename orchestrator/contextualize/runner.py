@@ -32,9 +32,26 @@ class OperationResult:
     events: dict = field(default_factory=dict)  # host -> [event dicts]
     stats: dict = field(default_factory=dict)  # ok/changed/failures/dark... per host
     stdout: str = ""
+    failures: dict = field(default_factory=dict)  # host -> (task, message), first failure
+    host_outputs: dict = field(default_factory=dict)  # host -> its own set_stats data
+    host_logs: dict = field(default_factory=dict)  # host -> the run's output for that host
 
     def changed(self) -> int:
         return sum((self.stats.get("changed") or {}).values())
+
+
+def _add_stats(outputs: dict, stats: dict) -> None:
+    """Merge one set_stats result into a host's outputs the way Ansible aggregates."""
+    for key, value in (stats.get("data") or {}).items():
+        old = outputs.get(key)
+        if not stats.get("aggregate", True) or old is None or type(old) is not type(value):
+            outputs[key] = value
+        elif isinstance(value, dict):
+            outputs[key] = {**old, **value}
+        elif isinstance(value, (list, int, float, str)) and not isinstance(value, bool):
+            outputs[key] = old + value
+        else:
+            outputs[key] = value
 
 
 def _env(data_dir: Path, playbook: Path, forks: int, roles_path=()) -> dict:
@@ -85,14 +102,102 @@ def _failure(event: dict) -> tuple[str, str, str]:
     return str(data.get("host") or "?"), str(data.get("task") or "?"), message
 
 
-def _write_logs(logs_dir: Path | None, hosts: list[dict], operation: str, stdout: str) -> None:
+def _write_logs(logs_dir: Path | None, hosts: list[dict], operation: str,
+                result: OperationResult) -> None:
+    """Append each host's part of the run to ``<logs_dir>/<host>.log``."""
     if logs_dir is None:
         return
     logs_dir.mkdir(parents=True, exist_ok=True)
     with _LOG_LOCK:
         for host in hosts:
-            with open(logs_dir / f"{host_name(host)}.log", "a", encoding="utf-8") as log:
-                log.write(f"=== {operation} ===\n{stdout}\n")
+            name = host_name(host)
+            text = result.host_logs.get(name, result.stdout) if len(hosts) > 1 \
+                else result.stdout
+            with open(logs_dir / f"{name}.log", "a", encoding="utf-8") as log:
+                log.write(f"=== {operation} ===\n{text}\n")
+
+
+def _collect(run, operation: str, stdout: str, names: set[str]) -> OperationResult:
+    """Walk ansible-runner's events: failures, outputs and log lines per host."""
+    result = OperationResult(operation, run.status, int(run.rc or 0), stdout=stdout)
+    lines: dict[str, list[str]] = {name: [] for name in names}
+    for event in run.events:
+        data = event.get("event_data") or {}
+        host, text = data.get("host"), event.get("stdout") or ""
+        for name in ([host] if host in lines else lines if not host else ()):
+            if text:
+                lines[name].append(text)
+        if host:
+            result.events.setdefault(host, []).append(
+                {k: event.get(k) for k in ("event", "counter", "stdout")}
+                | {"task": data.get("task")})
+        kind = event.get("event")
+        if kind in FAILED_EVENTS and not data.get("ignore_errors"):
+            failed_host, task, message = _failure(event)
+            result.failures.setdefault(failed_host, (task, message))
+        elif kind == "runner_on_ok" and host:
+            stats = (data.get("res") or {}).get("ansible_stats")
+            if isinstance(stats, dict):
+                _add_stats(result.host_outputs.setdefault(host, {}), stats)
+        elif kind == "playbook_on_stats":
+            artifact = data.get("artifact_data") or {}
+            result.outputs = {k: v for k, v in artifact.items() if k != "_run"}
+            result.stats = {k: data.get(k) or {} for k in
+                            ("ok", "changed", "failures", "dark", "skipped", "rescued",
+                             "ignored", "processed")}
+    result.host_logs = {name: "\n".join(text) for name, text in lines.items()}
+    return result
+
+
+def run_playbook(playbook: str | Path, hosts: list[dict], *, data_dir: str | Path,
+                 operation: str = "Standard.configure", extravars: dict | None = None,
+                 logs_dir: str | Path | None = None, group_vars: dict | None = None,
+                 timeout: int | None = None, check: bool = False,
+                 roles_path: tuple = ()) -> OperationResult:
+    """Run ``playbook`` on ``hosts`` in one ansible-runner run and report what happened
+    on each host (``failures``, ``host_outputs``, ``host_logs``); raises nothing for a
+    failed host (see ``run_operation``)."""
+    import ansible_runner  # lazily: the `ansible` extra
+
+    playbook = Path(playbook).resolve()
+    data_dir = Path(data_dir).resolve()
+    for sub in ("runs", "fact_cache", "ansible-tmp", "cp"):
+        (data_dir / sub).mkdir(parents=True, exist_ok=True)
+    forks = max(5, len(hosts))
+    private = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir / "runs"))
+    try:
+        run = ansible_runner.run(
+            private_data_dir=str(private), playbook=str(playbook),
+            inventory=build_inventory(hosts, group_vars), extravars=dict(extravars or {}),
+            envvars=_env(data_dir, playbook, forks, roles_path), forks=forks, quiet=True,
+            fact_cache_type="jsonfile", fact_cache=str(data_dir / "fact_cache"),
+            project_dir=str(playbook.parent), timeout=timeout,
+            cmdline="--check --diff" if check else None, suppress_env_files=True)
+        stdout_file = Path(run.config.artifact_dir) / "stdout"
+        stdout = stdout_file.read_text(errors="replace") if stdout_file.exists() else ""
+        result = _collect(run, operation, stdout, {host_name(h) for h in hosts})
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    _write_logs(Path(logs_dir) if logs_dir else None, hosts, operation, result)
+    return result
+
+
+def run_failure(result: OperationResult, label: str, host: str | None = None
+                ) -> ContextualizationError | None:
+    """The error of a run (of one host of it when ``host`` is given), or None."""
+    if host is not None and host in result.failures:
+        task, message = result.failures[host]
+        return ContextualizationError(f"node {label} ({host}): operation {result.operation} "
+                                      f"failed at task '{task}': {message}")
+    if host is None and result.failures:
+        failed_host = next(iter(result.failures))
+        return run_failure(result, label, failed_host)
+    ran = host is not None and result.status == "failed" and bool(result.events.get(host))
+    if result.status != "successful" and not ran:
+        tail = "\n".join(result.stdout.strip().splitlines()[-5:])
+        return ContextualizationError(f"node {label}: operation {result.operation} "
+                                      f"{result.status} (rc {result.rc}): {tail}")
+    return None
 
 
 def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Path,
@@ -104,53 +209,14 @@ def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pa
 
     The error message names the node, the operation, the failed task and Ansible's message.
     """
-    import ansible_runner  # lazily: the `ansible` extra
-
-    playbook = Path(playbook).resolve()
-    data_dir = Path(data_dir).resolve()
-    for sub in ("runs", "fact_cache", "ansible-tmp", "cp"):
-        (data_dir / sub).mkdir(parents=True, exist_ok=True)
-    forks = max(5, len(hosts))
-    private = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir / "runs"))
-    events: dict = {}
-    try:
-        cmdline = "--check --diff" if check else None
-        run = ansible_runner.run(
-            private_data_dir=str(private), playbook=str(playbook),
-            inventory=build_inventory(hosts, group_vars), extravars=dict(extravars or {}),
-            envvars=_env(data_dir, playbook, forks, roles_path), forks=forks, quiet=True,
-            fact_cache_type="jsonfile", fact_cache=str(data_dir / "fact_cache"),
-            project_dir=str(playbook.parent), timeout=timeout, cmdline=cmdline,
-            suppress_env_files=True)
-        stdout_file = Path(run.config.artifact_dir) / "stdout"
-        stdout = stdout_file.read_text(errors="replace") if stdout_file.exists() else ""
-        failures, outputs, stats = [], {}, {}
-        for event in run.events:
-            data = event.get("event_data") or {}
-            if data.get("host"):
-                events.setdefault(data["host"], []).append(
-                    {k: event.get(k) for k in ("event", "counter", "stdout")}
-                    | {"task": data.get("task")})
-            if event.get("event") in FAILED_EVENTS and not data.get("ignore_errors"):
-                failures.append(_failure(event))
-            if event.get("event") == "playbook_on_stats":
-                artifact = data.get("artifact_data") or {}
-                outputs = {k: v for k, v in artifact.items() if k != "_run"}
-                stats = {k: data.get(k) or {} for k in
-                         ("ok", "changed", "failures", "dark", "skipped", "rescued",
-                          "ignored", "processed")}
-        result = OperationResult(operation, run.status, int(run.rc or 0), outputs, events,
-                                 stats, stdout)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    _write_logs(Path(logs_dir) if logs_dir else None, hosts, operation, stdout)
+    result = run_playbook(playbook, hosts, data_dir=data_dir, operation=operation,
+                          extravars=extravars, logs_dir=logs_dir, group_vars=group_vars,
+                          timeout=timeout, check=check, roles_path=roles_path)
     label = node or ", ".join(sorted({str(h.get("node")) for h in hosts}))
-    if failures:
-        host, task, message = failures[0]
-        raise ContextualizationError(
-            f"node {label} ({host}): operation {operation} failed at task '{task}': {message}")
-    if result.status != "successful" or result.rc != 0:
-        tail = "\n".join(stdout.strip().splitlines()[-5:])
-        raise ContextualizationError(
-            f"node {label}: operation {operation} {result.status} (rc {result.rc}): {tail}")
+    error = run_failure(result, label)
+    if error is None and result.rc != 0:
+        error = run_failure(OperationResult(operation, "failed", result.rc,
+                                            stdout=result.stdout), label)
+    if error is not None:
+        raise error
     return result

@@ -66,6 +66,7 @@ class StepContext:
     workdir: str | None = None  # the deployment's data folder (keys, logs, Ansible runs)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rows: dict | None = None
+    _together: dict | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
     def concurrency(self, site: str | None) -> int:
@@ -105,6 +106,17 @@ class StepContext:
 
     def rows(self) -> list:
         return list(self._cache().values())
+
+    def configured_together(self, node: str) -> list[int]:
+        """Indexes of ``node`` that this plan configures."""
+        with self._lock:
+            if self._together is None:
+                together: dict[str, list[int]] = {}
+                for s in self.plan.steps:
+                    if s.kind == "software" and s.action == CONFIGURE:
+                        together.setdefault(s.node, []).append(s.index)
+                self._together = together
+            return list(self._together.get(node, ()))
 
     def spec(self, step: Step, site: str | None = None, details: dict | None = None
              ) -> ResourceSpec:
@@ -364,6 +376,9 @@ def _software(ctx: StepContext, step: Step) -> StepOutcome:
     ctx.record(step, site=step.site, status="configuring", spec=step.details)
     ctx.event(step, "configuring", f"configuring {step.instance}")
     host = _host(ctx, step.node, step.index)
+    if host is not None:  # the instances configured alongside: one Ansible run may serve all
+        host["batch"] = {"group": f"{ctx.deployment_id}/{ctx.plan.base_serial}/{step.node}",
+                         "indexes": ctx.configured_together(step.node)}
     _relationships(ctx, step, host, "pre")
     attributes = ctx.configurator.configure(step, ctx.topology, host, site_options)
     _relationships(ctx, step, host, "post")

@@ -197,14 +197,13 @@ topology_template:
 def test_unavailable_provider_is_named_in_the_placement_error(tmp_path):
     from orchestrator.errors import PlacementError
 
-    sites = es.write_sites(tmp_path, {"name": "os", "provider": "openstack",
-                                      "credentials": {"cloud": "x"}}, es.site("sim"))
+    sites = es.write_sites(tmp_path, {"name": "os", "provider": "vsphere"}, es.site("sim"))
     orch = es.orchestrator(tmp_path, sites)
     body = es.cluster(workers=1).replace("num_cpus: 2 ,", "num_cpus: 64 ,")
     template = es.write_template(tmp_path, body.replace("{num_cpus: 2}", "{num_cpus: 64}"))
     with pytest.raises(PlacementError) as err:
         orch.plan(template, name="demo")
-    assert "site os: unavailable: no provider 'openstack' is installed" in str(err.value)
+    assert "site os: unavailable: no provider 'vsphere' is installed" in str(err.value)
     assert "site sim: node head: no flavor with 64 cpus (largest: 16)" in str(err.value)
 
 
