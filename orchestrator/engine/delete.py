@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.engine.executor import ExecutorOptions, RunResult, execute
 from orchestrator.engine.steps import StepContext
+from orchestrator.errors import OrchestratorError
 from orchestrator.plan.build import step_id
 from orchestrator.plan.model import DELETE, Plan, Step
 from orchestrator.topology.model import Topology
@@ -39,4 +40,17 @@ def delete_all(orchestrator, record) -> RunResult:
                       orchestrator.catalogue.sites, orchestrator.configurator,
                       orchestrator.on_event)
     options = ExecutorOptions(**{**orchestrator.options.__dict__, "keep_failed": True})
-    return execute(ctx, plan, options)
+    result = execute(ctx, plan, options)
+    if result.ok:
+        release(ctx, orchestrator.provider, {row.site for row in rows if row.site})
+    return result
+
+
+def release(ctx: StepContext, providers, sites: set[str]) -> None:
+    """Ask every site the deployment used to remove what its resources shared."""
+    for site in sorted(sites):
+        try:
+            providers(site).release(ctx.deployment_id)
+        except OrchestratorError as exc:
+            ctx.event(None, "release-failed", f"site {site}: could not remove the "
+                      f"deployment's shared resources: {exc}", level="warning")

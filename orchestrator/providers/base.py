@@ -195,6 +195,13 @@ class Provider(abc.ABC):
         """Detach ``SERVER/VOLUME``; detaching what is not attached is not an error."""
         raise ProviderError(f"provider {self.type_name!r} cannot detach volumes")
 
+    def release(self, deployment: str) -> None:
+        """Remove what the deployment's resources on this site shared (a key pair, a
+        security group, a network the provider made by itself) when none of its
+        resources is left here. The engine calls it after deleting a deployment, so a
+        crash between making such an object and the first server leaves nothing behind.
+        Never touches anything not tagged with this deployment."""
+
     def estimate(self, kind: str, action: str) -> float:
         """Typical seconds an action takes, for the plan's duration estimate."""
         return {"compute": 60.0, "volume": 10.0, "network": 5.0, "port": 2.0}.get(kind, 5.0)

@@ -337,6 +337,9 @@ class CloudProvider(Provider):
         if deployment:
             self._cleanup_if_last(driver, deployment)
 
+    def release(self, deployment: str) -> None:
+        self._cleanup_if_last(self.driver(), deployment)
+
     def _cleanup_if_last(self, driver: Any, deployment: str) -> None:
         """The key pair and firewall go with the deployment's last server. Every delete
         checks after its own server is gone, so of concurrent deletes the last one sees

@@ -361,6 +361,9 @@ class LocalProvider(Provider):
                                 check=False)
         return done.stdout.decode().strip() or None if done.returncode == 0 else None
 
+    def release(self, deployment: str) -> None:
+        self._remove_network_if_unused(deployment)
+
     def _remove_network_if_unused(self, deployment: str) -> None:
         if self._containers({TAG_DEPLOYMENT: deployment}):
             return
