@@ -40,15 +40,18 @@ class Orchestrator:
     def __init__(self, db: str | None = None, sites: str | None = None, owner: str = "local",
                  on_event: Callable[[dict], None] | None = None,
                  options: ExecutorOptions | None = None,
-                 configurator: Configurator | None = None):
+                 configurator: Configurator | None = None, store=None, catalogue=None):
+        """``store`` and ``catalogue``, when given, are shared with the caller (a service
+        running many deployments): ``close()`` leaves such a store open."""
         self.db_url = db
         self.sites_path = sites
         self.owner = owner
         self.on_event = on_event
         self.options = options or ExecutorOptions()
         self.configurator = configurator or Configurator()
-        self._store = None
-        self._catalogue = None
+        self._store = store
+        self._owns_store = store is None
+        self._catalogue = catalogue
         self._providers: dict = {}
 
     # -- resources ------------------------------------------------------------------------------
@@ -82,7 +85,8 @@ class Orchestrator:
     def close(self) -> None:
         for provider in self._providers.values():
             provider.close()
-        if self._store is not None:
+        self._providers.clear()
+        if self._store is not None and self._owns_store:
             self._store.close()
 
     def check_sites(self) -> list:

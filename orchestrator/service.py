@@ -37,11 +37,12 @@ def catalogue() -> list[CatalogueEntry]:
 
 
 def orchestrator(db: str | None = None, sites: str | None = None, owner: str = "local",
-                 on_event=None):
-    """The deployment lifecycle facade (plan, apply, deploy, delete, status...)."""
+                 on_event=None, **shared):
+    """The deployment lifecycle facade (plan, apply, deploy, delete, status...);
+    ``shared`` passes an open ``store``/``catalogue`` and executor ``options``."""
     from orchestrator.lifecycle import Orchestrator
 
-    return Orchestrator(db=db, sites=sites, owner=owner, on_event=on_event)
+    return Orchestrator(db=db, sites=sites, owner=owner, on_event=on_event, **shared)
 
 
 def load_plan(path: str):
@@ -90,3 +91,100 @@ def schema(name: str) -> dict:
     text = importlib_resources.files("orchestrator.schemas").joinpath(
         f"{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+# -- the service (orchestrator serve): what the REST API and its workers need ---------------------
+
+def open_store(db: str | None = None):
+    """The state store (deployments, events, the work queue, API tokens, credentials)."""
+    from orchestrator.state import Store
+
+    return Store(db)
+
+
+def data_dir():
+    """The server's data directory (deployment folders, the server key file)."""
+    return resources.data_dir()
+
+
+def deployment_dir(deployment_id: str):
+    return resources.deployment_dir(deployment_id)
+
+
+def catalogue_template(name: str) -> str | None:
+    """The path of catalogue template ``name``, or None."""
+    folder = resources.templates_dir()
+    for suffix in (".yaml", ".yml"):
+        path = folder / f"{name}{suffix}"
+        if path.is_file():
+            return str(path)
+    return None
+
+
+def input_sets(inputs: dict) -> list[str]:
+    """Input values as --set KEY=VALUE strings (JSON is YAML and keeps "22.04" a string)."""
+    import json
+
+    return [f"{key}={json.dumps(value)}" for key, value in (inputs or {}).items()]
+
+
+def validate_inputs(template: str, inputs: dict) -> ValidationReport:
+    return validate(template, (), input_sets(inputs))
+
+
+def split_secret_inputs(report: ValidationReport, inputs: dict) -> tuple[dict, dict]:
+    """(public, secret) inputs: secrets are never stored in clear."""
+    secret_names = {i.name for i in report.topology.inputs if i.secret} \
+        if report.topology else set()
+    public = {k: v for k, v in inputs.items() if k not in secret_names}
+    secret = {k: v for k, v in inputs.items() if k in secret_names}
+    return public, secret
+
+
+def masked(value, secret_values=frozenset()):
+    """Plain data with secrets (by key name, and the given values) replaced by a mask."""
+    from orchestrator.topology.secrets import mask
+
+    return mask(value, frozenset(secret_values))
+
+
+def orchestrator_for_work(store, sites: str | None, owner: str,
+                          site_names: list[str] | None = None,
+                          credentials: dict[str, dict] | None = None,
+                          step_timeout_s: float | None = None):
+    """An Orchestrator on an already open ``store`` for one piece of service work, seeing
+    only ``site_names`` (when given) and with the user's ``credentials`` ({site: {...}})
+    merged over the catalogue's credential references of those sites."""
+    import dataclasses
+
+    orch = orchestrator(sites=sites, owner=owner, store=store)  # the service's shared store
+    if step_timeout_s:
+        orch.options.step_timeout_s = float(step_timeout_s)
+    catalogue = orch.catalogue
+    chosen = {name: site for name, site in catalogue.sites.items()
+              if not site_names or name in site_names}
+    if site_names and not chosen:
+        from orchestrator.errors import PlacementError
+
+        raise PlacementError(f"none of the requested sites ({', '.join(site_names)}) is in "
+                             "the site catalogue")
+    for name, secret in (credentials or {}).items():
+        if name in chosen:
+            chosen[name] = dataclasses.replace(chosen[name], credentials={
+                **chosen[name].credentials, **secret})
+    return orchestrator(sites=sites, owner=owner, store=store, options=orch.options,
+                        catalogue=dataclasses.replace(catalogue, sites=chosen))
+
+
+def release_orchestrator(orch) -> None:
+    """Close the providers of an Orchestrator made by orchestrator_for_work (not its store,
+    which the service shares)."""
+    orch.close()
+
+
+def provider_action(orch, site: str, action: str, provider_id: str):
+    """Run ``start``/``stop`` on a resource. NotImplementedError when the site's provider
+    cannot."""
+    if action not in ("start", "stop"):
+        raise NotImplementedError(f"unknown action {action!r}")
+    return getattr(orch.provider(site), action)(provider_id)

@@ -6,6 +6,7 @@ Heavy modules are imported inside the commands so ``--help`` and ``--version`` s
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -145,3 +146,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from orchestrator.cli import lifecycle  # noqa: E402,F401  (registers the lifecycle commands)
+from orchestrator.cli import serve  # noqa: E402,F401  (registers `orchestrator serve`)
+if os.environ.get("ORCHESTRATOR_URL", "").strip():  # remote mode: talk to a server
+    from orchestrator.cli import remote
+
+    remote.install(cli)

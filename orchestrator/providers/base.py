@@ -195,6 +195,16 @@ class Provider(abc.ABC):
         """Detach ``SERVER/VOLUME``; detaching what is not attached is not an error."""
         raise ProviderError(f"provider {self.type_name!r} cannot detach volumes")
 
+    def start(self, provider_id: str) -> Resource:
+        """Power a stopped server on again (optional)."""
+        raise NotImplementedError(f"provider {self.type_name!r} (site "
+                                  f"{getattr(self.site, 'name', '?')}) cannot start servers")
+
+    def stop(self, provider_id: str) -> Resource:
+        """Power a server off, keeping it and its disks (optional)."""
+        raise NotImplementedError(f"provider {self.type_name!r} (site "
+                                  f"{getattr(self.site, 'name', '?')}) cannot stop servers")
+
     def release(self, deployment: str) -> None:
         """Remove what the deployment's resources on this site shared (a key pair, a
         security group, a network the provider made by itself) when none of its

@@ -92,3 +92,50 @@ events = Table(
     Column("data", JSON, nullable=False),
     Index(None, "deployment_id", "id"),
 )
+
+# The service's work queue: one row per requested operation (deploy, update, delete), claimed
+# by one worker at a time (row locks on PostgreSQL, compare-and-set everywhere), kept after it
+# finishes as the record of who ran it and how often it was attempted.
+work = Table(
+    "work", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("deployment_id", String(32), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("sealed", Text, nullable=True),  # encrypted secrets (secret inputs), or NULL
+    Column("callback_url", Text, nullable=True),
+    Column("claimed_by", String(255), nullable=True),
+    _timestamp("heartbeat", nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    Index(None, "status", "created_at"),
+    Index(None, "deployment_id"),
+)
+
+# Long-lived API tokens (for CI): only a SHA-256 of the token is stored.
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("owner", String(255), nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("admin", Integer, nullable=False),
+    _timestamp("created_at"),
+    _timestamp("expires_at", nullable=True),
+    _timestamp("last_used_at", nullable=True),
+    UniqueConstraint("token_hash"),
+    Index(None, "owner"),
+)
+
+# Users' cloud credentials per site, encrypted with the server's key.
+credentials = Table(
+    "credentials", metadata,
+    Column("owner", String(255), primary_key=True),
+    Column("site", String(255), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    _timestamp("updated_at"),
+)

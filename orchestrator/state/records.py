@@ -80,3 +80,39 @@ class EventRecord(_Record):
     step: str | None
     message: str
     data: dict = field(default_factory=dict)
+
+
+WORK_OPERATIONS = ("deploy", "update", "delete")
+WORK_STATUSES = ("queued", "running", "done", "failed")
+
+
+@dataclass(frozen=True)
+class WorkRecord(_Record):
+    """One requested operation on a deployment, as the service's work queue holds it.
+    ``sealed`` is the encrypted form of its secrets (never decrypted by the store)."""
+    id: str
+    deployment_id: str
+    operation: str
+    status: str
+    payload: dict
+    sealed: str | None
+    callback_url: str | None
+    claimed_by: str | None
+    heartbeat: datetime | None
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiTokenRecord(_Record):
+    """A long-lived API token; only its SHA-256 is stored."""
+    id: str
+    name: str
+    owner: str
+    groups: tuple
+    admin: bool
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None

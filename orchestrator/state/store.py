@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.errors import StateLockedError
 from orchestrator.state import db, lock
 from orchestrator.state.models import deployments, events, resources
+from orchestrator.state.queue import WorkQueue
 from orchestrator.state.records import (
     DEPLOYMENT_STATUSES,
     EVENT_LEVELS,
@@ -28,6 +29,7 @@ from orchestrator.state.records import (
     EventRecord,
     ResourceRecord,
 )
+from orchestrator.state.tenancy import Tenancy
 
 DEPLOYMENT_FIELDS = frozenset({"status", "status_reason", "outputs", "inputs", "template_text",
                                "template_path", "plan", "sites"})
@@ -47,7 +49,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-class Store:
+class Store(WorkQueue, Tenancy):
     """``Store()`` opens ``$ORCHESTRATOR_DB`` or the per-user SQLite file;
     ``Store("sqlite:///path")`` or ``Store("postgresql://user:pw@host/db")`` a given one."""
 

@@ -328,6 +328,21 @@ class LocalProvider(Provider):
                                 f"{tail(done.stderr, 2)}); a replace is needed")
         return self.poll([provider_id])[provider_id]
 
+    def start(self, provider_id: str) -> Resource:
+        return self._power("start", provider_id)
+
+    def stop(self, provider_id: str) -> Resource:
+        return self._power("stop", provider_id)
+
+    def _power(self, action: str, provider_id: str) -> Resource:
+        if not _HEX.match(provider_id):
+            raise ProviderError(f"{provider_id} is not a server: only servers {action}")
+        args = [action, "-t", "10", provider_id] if action == "stop" else [action, provider_id]
+        done = self.runtime.run(args, check=False)
+        if done.returncode != 0:
+            raise ProviderError(f"cannot {action} {provider_id}: {tail(done.stderr, 2)}")
+        return self.poll([provider_id])[provider_id]
+
     def delete(self, provider_id: str) -> None:
         if provider_id.startswith("port:"):
             return

@@ -1,0 +1,69 @@
+"""The application factory: ``create_app(settings)`` wires the store, the authenticator,
+the sealer, the problem+json handlers, the /v1 routers and (unless told not to) the
+background workers, which start and stop with the app's lifespan.
+
+Another front end served by the same app adds its router afterwards::
+
+    app = create_app(settings)
+    app.include_router(dashboard_router)   # its routes use orchestrator.api.deps
+
+or passes ``routers=[...]`` here."""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+from orchestrator import __version__, service
+from orchestrator.api import problems
+from orchestrator.api.auth import Authenticator, OIDCVerifier
+from orchestrator.api.deps import ServiceContext
+from orchestrator.api.sealing import Sealer, install_redaction
+from orchestrator.api.settings import ServiceSettings
+
+log = logging.getLogger("orchestrator.api")
+
+
+def build_context(settings: ServiceSettings) -> ServiceContext:
+    store = service.open_store(settings.db)
+    verifier = OIDCVerifier(settings.issuers, settings.audience,
+                            groups_claims=settings.groups_claims,
+                            admin_groups=settings.admin_groups,
+                            admin_subjects=settings.admin_subjects)
+    sealer = Sealer.from_settings(settings.secret_key, service.data_dir() / "server.key")
+    return ServiceContext(settings=settings, store=store,
+                          authenticator=Authenticator(verifier, store), sealer=sealer)
+
+
+def create_app(settings: ServiceSettings | None = None, *, start_workers: bool = True,
+               routers=()) -> FastAPI:
+    from orchestrator.api.routes import account, catalogue, deployments, progress
+    from orchestrator.api.workers import WorkerPool
+
+    settings = settings or ServiceSettings.from_env()
+    ctx = build_context(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        install_redaction("uvicorn", "uvicorn.error", "uvicorn.access")
+        if start_workers and settings.workers > 0:
+            ctx.workers = WorkerPool(ctx)
+            ctx.workers.start()
+        try:
+            yield
+        finally:
+            if ctx.workers is not None:
+                ctx.workers.stop()
+            ctx.store.close()
+
+    app = FastAPI(title="TOSCA orchestrator", version=__version__, lifespan=lifespan,
+                  description="Deploy TOSCA templates on research infrastructures. Every "
+                  "route but /health and /version needs a bearer token. Errors are RFC 9457 "
+                  "problem details (application/problem+json).")
+    app.state.orchestrator = ctx
+    problems.install(app)
+    for router in (catalogue.router, deployments.router, progress.router, account.router,
+                   *routers):
+        app.include_router(router)
+    return app

@@ -1,0 +1,192 @@
+"""Who is calling: OpenID Connect bearer tokens and long-lived API tokens.
+
+An OIDC access token (a JWT) is accepted when its ``iss`` is one of the configured issuers
+and its signature verifies against a key of that issuer's JWKS, found through the issuer's
+discovery document (``/.well-known/openid-configuration``); ``exp``/``nbf``/``iat`` are
+checked, and ``aud`` when an audience is configured. Groups come from the ``groups`` claim
+(INDIGO-IAM) or ``wlcg.groups`` (WLCG profile, ``/cms/production`` style, leading slash
+dropped). Administrators are members of the admin groups or listed subjects.
+
+API tokens (``orch_...``) are created by an authenticated user for CI; only their SHA-256 is
+stored, and they carry the owner, groups and admin flag of the user who made them.
+
+Front ends other than the REST API (a dashboard) reuse ``OIDCVerifier``: ``discovery()`` for
+the authorization and token endpoints, ``verify(id_token, audience=client_id)`` for the ID
+token of an authorization-code login, ``principal(claims)`` for the user."""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+API_TOKEN_PREFIX = "orch_"
+ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
+DISCOVERY_TTL_S = 3600.0
+
+
+class AuthError(Exception):
+    """The caller could not be authenticated; the message says why (never the token)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. ``owner`` is what deployments record: the subject qualified
+    by its issuer (unique across issuers)."""
+    subject: str
+    issuer: str | None
+    owner: str
+    groups: frozenset[str]
+    admin: bool
+    via: str = "oidc"  # "oidc" or "api-token"
+    name: str | None = None
+
+    def can_see(self, owner: str, group: str | None) -> bool:
+        return self.admin or owner == self.owner or (group is not None and group in self.groups)
+
+    def to_dict(self) -> dict:
+        return {"subject": self.subject, "issuer": self.issuer, "owner": self.owner,
+                "groups": sorted(self.groups), "admin": self.admin, "via": self.via,
+                "name": self.name}
+
+
+def owner_of(issuer: str, subject: str) -> str:
+    parsed = urlparse(issuer)
+    return f"{subject}@{parsed.netloc}{parsed.path.rstrip('/')}"
+
+
+def new_api_token() -> str:
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _get_json(url: str, timeout: float) -> dict:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+class OIDCVerifier:
+    """Verifies JWTs from a list of trusted issuers (discovery and JWKS cached)."""
+
+    def __init__(self, issuers, audience: str | None = None, *,
+                 groups_claims=("groups", "wlcg.groups"), admin_groups=frozenset(),
+                 admin_subjects=frozenset(), timeout_s: float = 5.0, leeway_s: float = 30.0):
+        self.issuers = tuple(i.rstrip("/") for i in issuers)
+        self.audience = audience
+        self.groups_claims = tuple(groups_claims)
+        self.admin_groups = frozenset(admin_groups)
+        self.admin_subjects = frozenset(admin_subjects)
+        self.timeout_s = timeout_s
+        self.leeway_s = leeway_s
+        self._discovery: dict[str, tuple[float, dict]] = {}
+        self._jwks: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def discovery(self, issuer: str) -> dict:
+        """The issuer's discovery document (cached for an hour)."""
+        issuer = issuer.rstrip("/")
+        with self._lock:
+            cached = self._discovery.get(issuer)
+        if cached and time.monotonic() - cached[0] < DISCOVERY_TTL_S:
+            return cached[1]
+        try:
+            document = _get_json(f"{issuer}/.well-known/openid-configuration", self.timeout_s)
+        except (OSError, ValueError) as exc:
+            raise AuthError(f"the issuer {issuer} cannot be reached: {exc}") from exc
+        if str(document.get("issuer", "")).rstrip("/") != issuer or "jwks_uri" not in document:
+            raise AuthError(f"the discovery document of {issuer} names another issuer or no "
+                            "jwks_uri")
+        with self._lock:
+            self._discovery[issuer] = (time.monotonic(), document)
+        return document
+
+    def _signing_key(self, issuer: str, token: str):
+        import jwt
+
+        with self._lock:
+            client = self._jwks.get(issuer)
+        if client is None:
+            client = jwt.PyJWKClient(self.discovery(issuer)["jwks_uri"], cache_keys=True,
+                                     lifespan=DISCOVERY_TTL_S, timeout=self.timeout_s)
+            with self._lock:
+                self._jwks[issuer] = client
+        try:
+            return client.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientError as exc:
+            raise AuthError(f"no key of {issuer} verifies the token: {exc}") from exc
+
+    def verify(self, token: str, audience: str | None = None) -> dict:
+        """The claims of a valid token; AuthError otherwise."""
+        import jwt
+
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"the bearer token is not a JWT: {exc}") from exc
+        issuer = str(unverified.get("iss", "")).rstrip("/")
+        if issuer not in self.issuers:
+            raise AuthError(f"tokens of issuer {issuer or '(none)'!r} are not accepted")
+        key = self._signing_key(issuer, token)
+        audience = audience or self.audience
+        try:
+            return jwt.decode(token, key, algorithms=ALGORITHMS, audience=audience,
+                              issuer=unverified["iss"], leeway=self.leeway_s,
+                              options={"require": ["exp", "iss", "sub"],
+                                       "verify_aud": audience is not None})
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("the token has expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError(f"the token is not meant for this service (audience "
+                            f"{audience!r} expected)") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"the token is invalid: {exc}") from exc
+
+    def groups(self, claims: dict) -> frozenset[str]:
+        found: set[str] = set()
+        for claim in self.groups_claims:
+            value = claims.get(claim)
+            if isinstance(value, str):
+                value = value.split()
+            if isinstance(value, list):
+                found.update(str(g).lstrip("/") for g in value if str(g).strip("/"))
+        return frozenset(found)
+
+    def principal(self, claims: dict) -> Principal:
+        issuer = str(claims["iss"]).rstrip("/")
+        groups = self.groups(claims)
+        subject = str(claims["sub"])
+        admin = subject in self.admin_subjects or bool(groups & self.admin_groups)
+        return Principal(subject=subject, issuer=issuer, owner=owner_of(issuer, subject),
+                         groups=groups, admin=admin, via="oidc",
+                         name=claims.get("preferred_username") or claims.get("name"))
+
+
+class Authenticator:
+    """Bearer token -> Principal, for OIDC tokens and the service's API tokens."""
+
+    def __init__(self, verifier: OIDCVerifier, store):
+        self.verifier = verifier
+        self.store = store
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthError("no bearer token: send 'Authorization: Bearer <token>'")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("the Authorization header must be 'Bearer <token>'")
+        if token.startswith(API_TOKEN_PREFIX):
+            return self._api_token(token)
+        return self.verifier.principal(self.verifier.verify(token))
+
+    def _api_token(self, token: str) -> Principal:
+        record = self.store.api_token(token)
+        if record is None:
+            raise AuthError("unknown, revoked or expired API token")
+        subject = record.owner.rsplit("@", 1)[0]
+        return Principal(subject=subject, issuer=None, owner=record.owner,
+                         groups=frozenset(record.groups), admin=record.admin,
+                         via="api-token", name=record.name)

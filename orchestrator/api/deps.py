@@ -1,0 +1,59 @@
+"""What every route needs: the service context (settings, store, authenticator, sealer) and
+the authenticated caller. A dashboard router mounted on the same app uses the same ones."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from orchestrator.api.auth import Authenticator, AuthError, Principal
+from orchestrator.api.problems import forbidden, not_found, unauthorized
+from orchestrator.api.sealing import Sealer
+from orchestrator.api.settings import ServiceSettings
+
+bearer = HTTPBearer(auto_error=False, description="An OpenID Connect access token of a "
+                    "trusted issuer, or an API token (orch_...) made with POST /v1/tokens")
+
+
+@dataclass
+class ServiceContext:
+    settings: ServiceSettings
+    store: object
+    authenticator: Authenticator
+    sealer: Sealer
+    workers: object = None
+    cache: dict = field(default_factory=dict)
+
+
+def context(request: Request) -> ServiceContext:
+    return request.app.state.orchestrator
+
+
+def principal(request: Request,
+              credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """The authenticated caller (a sync dependency: token checks run off the event loop)."""
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials else \
+        request.headers.get("authorization")
+    try:
+        return context(request).authenticator.authenticate(header)
+    except AuthError as exc:
+        raise unauthorized(str(exc)) from exc
+
+
+def visible_deployment(ctx: ServiceContext, who: Principal, deployment_id: str):
+    """The deployment if ``who`` may see it; 404 otherwise (another user's deployment is
+    indistinguishable from a missing one)."""
+    try:
+        record = ctx.store.get_deployment(deployment_id)
+    except ValueError:
+        record = None
+    if record is None or record.id != deployment_id or not who.can_see(record.owner,
+                                                                       record.group):
+        raise not_found(f"no deployment with id {deployment_id!r}")
+    return record
+
+
+def require_group(who: Principal, group: str | None) -> None:
+    if group is not None and not who.admin and group not in who.groups:
+        raise forbidden(f"you are not a member of group {group!r}")

@@ -1,0 +1,59 @@
+"""The service's settings, from arguments or the environment.
+
+| variable | meaning |
+| --- | --- |
+| ``ORCHESTRATOR_DB`` | state database URL (default: the per-user SQLite file) |
+| ``ORCHESTRATOR_SITES`` | site catalogue |
+| ``ORCHESTRATOR_OIDC_ISSUERS`` | trusted issuer URLs, comma or space separated |
+| ``ORCHESTRATOR_OIDC_AUDIENCE`` | the audience tokens must carry (unset: not checked) |
+| ``ORCHESTRATOR_ADMIN_GROUPS`` | groups whose members are administrators |
+| ``ORCHESTRATOR_ADMIN_SUBJECTS`` | ``sub`` values of administrators |
+| ``ORCHESTRATOR_SECRET_KEY`` | Fernet key sealing credentials and secret inputs |
+| ``ORCHESTRATOR_WORKERS`` | worker threads of this replica (0: accept work, run none) |
+| ``ORCHESTRATOR_WORK_STALE_S`` | a running work item without heartbeat this long is resumed |
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+
+def _words(value: str | None) -> tuple[str, ...]:
+    return tuple(w for w in re.split(r"[,\s]+", value or "") if w)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    db: str | None = None
+    sites: str | None = None
+    issuers: tuple[str, ...] = ()
+    audience: str | None = None
+    admin_groups: frozenset[str] = frozenset()
+    admin_subjects: frozenset[str] = frozenset()
+    groups_claims: tuple[str, ...] = ("groups", "wlcg.groups")
+    secret_key: str | None = None
+    workers: int = 4
+    work_stale_s: float = 60.0
+    heartbeat_s: float = 5.0
+    poll_s: float = 0.5
+    step_timeout_s: float = 1800.0
+    public_url: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> ServiceSettings:
+        env = os.environ
+        values = dict(
+            db=env.get("ORCHESTRATOR_DB") or None,
+            sites=env.get("ORCHESTRATOR_SITES") or None,
+            issuers=_words(env.get("ORCHESTRATOR_OIDC_ISSUERS")),
+            audience=env.get("ORCHESTRATOR_OIDC_AUDIENCE") or None,
+            admin_groups=frozenset(_words(env.get("ORCHESTRATOR_ADMIN_GROUPS"))),
+            admin_subjects=frozenset(_words(env.get("ORCHESTRATOR_ADMIN_SUBJECTS"))),
+            secret_key=env.get("ORCHESTRATOR_SECRET_KEY") or None,
+            workers=int(env.get("ORCHESTRATOR_WORKERS", "4")),
+            work_stale_s=float(env.get("ORCHESTRATOR_WORK_STALE_S", "60")),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,240 @@
+"""The REST API over real HTTP: a real `orchestrator serve` subprocess (SQLite state, a
+simulated site), tokens from a real OIDC issuer on loopback."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.fakes.oidc_issuer import OIDCIssuer
+from tests.integration import api_server as support
+
+pytestmark = pytest.mark.slow
+CANARY = "canary-7f3e9b1d5c"
+
+
+@pytest.fixture(scope="module")
+def issuer():
+    with OIDCIssuer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, issuer):
+    tmp = tmp_path_factory.mktemp("api")
+    running = support.start_server(tmp, db=f"sqlite:///{tmp / 'state.db'}",
+                                   sites=support.simulated_sites(tmp), issuer=issuer.url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def alice(server, issuer):
+    with support.client(server, issuer.token("alice", groups=["physics"])) as api:
+        yield api
+
+
+class CallbackReceiver:
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.received = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+                receiver.received.set()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_health_version_and_openapi_need_no_token(server):
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server.url}/version").json()["api"] == "v1"
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/v1/deployments" in document["paths"]
+    assert "/v1/deployments/{deployment_id}/events" in document["paths"]
+
+
+def test_deploy_follow_update_and_delete(alice):
+    hook = CallbackReceiver()
+    try:
+        response = alice.post("/v1/deployments", json={
+            "name": "web", "template": support.template_text(), "callback_url": hook.url})
+        assert response.status_code == 202, response.text
+        location = response.headers["location"]
+        deployment_id = response.json()["id"]
+        assert location == f"/v1/deployments/{deployment_id}"
+        record = support.wait_for(alice, deployment_id)
+        assert record["status"] == "deployed", record
+        assert hook.received.wait(15), "the callback was not POSTed"
+        assert hook.bodies[0]["status"] == "deployed"
+        assert hook.bodies[0]["deployment"] == deployment_id
+    finally:
+        hook.close()
+
+    outputs = alice.get(f"{location}/outputs").json()
+    assert outputs["vm_ip"].startswith("10.")
+    plan = alice.get(f"{location}/plan").json()
+    assert plan["deployment"] == "web"
+    assert "orchestrator.nodes.Compute" in alice.get(f"{location}/template").text
+    resources = alice.get(f"{location}/resources").json()
+    assert {(r["node"], r["kind"]) for r in resources} >= {("vm", "compute")}
+    kinds = [e["kind"] for e in alice.get(f"{location}/events").json()]
+    assert kinds[0] == "queued" and "apply-finished" in kinds
+
+    with alice.stream("GET", f"{location}/events",
+                      headers={"Accept": "text/event-stream"}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in stream.iter_lines()]
+    assert "event: apply-finished" in lines and "event: end" in lines[-3:]
+
+    compute = next(r for r in resources if r["kind"] == "compute")
+    started = alice.post(f"{location}/resources/{compute['id']}/start")
+    assert started.status_code == 501
+    assert started.headers["content-type"] == "application/problem+json"
+    assert "cannot start" in started.json()["detail"]
+
+    patched = alice.patch(location, json={"inputs": {"flavor_cpus": 2}})
+    assert patched.status_code == 202, patched.text
+    record = support.wait_for(alice, deployment_id)
+    assert record["status"] == "deployed" and record["inputs"]["flavor_cpus"] == 2
+    assert record["serial"] == 2
+
+    assert alice.delete(location).status_code == 202
+    support.wait_for(alice, deployment_id, statuses=("deleted",))
+    gone = alice.get(location)
+    assert gone.status_code == 404
+    assert gone.json()["type"].endswith("/not-found")
+
+
+def test_invalid_template_is_a_422_problem_with_diagnostics(alice):
+    response = alice.post("/v1/deployments", json={
+        "name": "broken", "template": support.template_text(
+            "topology_template:\n  node_templates:\n    vm:\n      type: tosca.nodes.Compte\n")})
+    assert response.status_code == 422
+    body = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert body["type"].endswith("/invalid-template")
+    assert any("Compte" in d["message"] for d in body["diagnostics"])
+    assert all(r["name"] != "broken" for r in alice.get("/v1/deployments").json())
+
+
+def test_request_problems(alice):
+    both = alice.post("/v1/deployments", json={"template": "x", "template_name": "y"})
+    assert both.status_code == 422 and both.json()["type"].endswith("/invalid-request")
+    unknown = alice.post("/v1/deployments", json={"template_name": "no-such-template"})
+    assert unknown.status_code == 422 and "no-such-template" in unknown.json()["detail"]
+    bad = alice.post("/v1/deployments", json={"inputs": "not a map"})
+    assert bad.status_code == 422 and bad.json()["errors"]
+    foreign_group = alice.post("/v1/deployments", json={
+        "template": support.template_text(), "group": "chemistry"})
+    assert foreign_group.status_code == 403
+    assert alice.get("/v1/deployments/0123456789abcdef0123456789abcdef").status_code == 404
+
+
+def test_duplicate_name_is_a_conflict(alice):
+    body = {"name": "twice", "template": support.template_text()}
+    first = alice.post("/v1/deployments", json=body)
+    assert first.status_code == 202
+    second = alice.post("/v1/deployments", json=body)
+    assert second.status_code == 409 and second.json()["type"].endswith("/name-taken")
+    support.wait_for(alice, first.json()["id"])
+
+
+def test_catalogue_and_sites(alice):
+    templates = alice.get("/v1/templates").json()
+    assert templates and all({"name", "description", "inputs"} <= set(t) for t in templates)
+    one = alice.get(f"/v1/templates/{templates[0]['name']}").json()
+    assert one["name"] == templates[0]["name"]
+    sites = alice.get("/v1/sites").json()["sites"]
+    assert [s["name"] for s in sites] == ["sim"]
+    assert "options" not in sites[0] and "credentials" not in sites[0]
+
+
+def test_api_tokens_for_ci(server, alice):
+    made = alice.post("/v1/tokens", json={"name": "ci", "expires_in_days": 30})
+    assert made.status_code == 201
+    token = made.json()["token"]
+    assert token.startswith("orch_")
+    listed = alice.get("/v1/tokens").json()
+    assert [t["name"] for t in listed] == ["ci"] and "token" not in listed[0]
+    with support.client(server, token) as ci:
+        me = ci.get("/v1/me").json()
+        assert me["via"] == "api-token" and me["owner"] == alice.get("/v1/me").json()["owner"]
+        assert ci.post("/v1/tokens", json={"name": "again"}).status_code == 403
+        assert alice.delete(f"/v1/tokens/{made.json()['id']}").status_code == 204
+        assert ci.get("/v1/me").status_code == 401
+
+
+def test_remote_cli_prints_what_the_local_cli_prints(server, issuer, tmp_path):
+    template = tmp_path / "remote-demo.yaml"
+    template.write_text(support.template_text())
+    env = {**os.environ, "ORCHESTRATOR_URL": server.url,
+           "ORCHESTRATOR_TOKEN": issuer.token("carol")}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    deployed = cli("deploy", str(template), "--yes")
+    assert deployed.returncode == 0, deployed.stderr
+    assert deployed.stdout.strip() == "Deployment 'remote-demo' deployed."
+    listed = cli("list")
+    assert "remote-demo" in listed.stdout and "deployed" in listed.stdout
+    status = cli("status", "remote-demo", "--format", "json")
+    assert json.loads(status.stdout)["deployment"]["status"] == "deployed"
+    outputs = cli("outputs", "remote-demo")
+    assert "vm_ip" in outputs.stdout
+    logs = cli("logs", "remote-demo")
+    assert "apply-finished" in logs.stdout or "deployed" in logs.stdout
+    missing = cli("status", "nope")
+    assert missing.returncode == 1 and "no deployment named 'nope'" in missing.stderr
+    deleted = cli("delete", "remote-demo", "--yes")
+    assert deleted.returncode == 0 and "Deployment 'remote-demo' deleted." in deleted.stdout
+    assert "remote-demo" not in cli("list").stdout
+
+
+def test_a_canary_secret_never_leaks(server, issuer, alice):
+    credentials = alice.put("/v1/credentials/sim", json={"credentials": {"password": CANARY}})
+    assert credentials.status_code == 204
+    response = alice.post("/v1/deployments", json={
+        "name": "canary", "template": support.template_text(),
+        "inputs": {"db_password": CANARY}})
+    assert response.status_code == 202
+    location = response.headers["location"]
+    record = support.wait_for(alice, response.json()["id"])
+    assert record["status"] == "deployed", record
+    seen = [response.text, alice.get(location).text, alice.get("/v1/deployments").text,
+            alice.get(f"{location}/events").text, alice.get(f"{location}/plan").text,
+            alice.get(f"{location}/outputs").text, alice.get(f"{location}/work").text,
+            alice.get(f"{location}/resources").text, alice.get(f"{location}/template").text,
+            alice.get("/v1/credentials").text]
+    with alice.stream("GET", f"{location}/events",
+                      headers={"Accept": "text/event-stream"}) as stream:
+        seen.append("".join(stream.iter_text()))
+    assert alice.get("/v1/credentials").json()[0]["site"] == "sim"
+    for text in seen:
+        assert CANARY not in text
+    assert CANARY not in server.output()
+    db = (server.log.parent / "state.db").read_bytes()
+    assert CANARY.encode() not in db
