@@ -147,7 +147,9 @@ def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict
                 "public_ip": req.public_ip,
                 "ports": [p.to_dict() for p in req.ports],
                 "networks": list(req.networks), "volumes": [v.node for v in req.volumes],
-                "requirements": _requirements(req)}
+                "requirements": _requirements(req),
+                **({"volume_locations": locations} if (locations := {
+                    v.node: v.location for v in req.volumes if v.location}) else {})}
     if kind == "volume":
         size = node.properties.get("size")
         gib = scalar_to(size, "scalar-unit.size", "GiB") if isinstance(size, str) else size

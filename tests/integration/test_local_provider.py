@@ -122,7 +122,8 @@ def test_containers_and_volume_lifecycle(provider, deployment, ssh_key):
     servers = [provider.create(ResourceSpec(
         "compute", deployment, "node", index, flavor="local", image="debian-12",
         properties={"ssh_public_key": public_key, "ports": [{"port": 8888, "protocol": "tcp"}],
-                    "volumes": ["data"] if index == 0 else []})) for index in range(2)]
+                    "volumes": ["data"] if index == 0 else [],
+                    "volume_locations": {"data": "/srv/data"}})) for index in range(2)]
     volume = provider.create(ResourceSpec("volume", deployment, "data", 0,
                                           properties={"size_gib": 1}))
     assert volume.status == ACTIVE
@@ -146,9 +147,11 @@ def test_containers_and_volume_lifecycle(provider, deployment, ssh_key):
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == [f"node-{index}", "2"]
 
-    # the volume is mounted in the first container and attachable
+    # the volume is mounted in the first container, at the attachment's location
     attachment = provider.attach(ids[0], volume.provider_id)
-    assert attachment.status == ACTIVE and attachment.attributes["location"] == "/mnt/data"
+    assert attachment.status == ACTIVE and attachment.attributes["location"] == "/srv/data"
+    done = ssh(ssh_key, states[ids[0]].attributes["ssh_port"], "findmnt -n -o TARGET /srv/data")
+    assert done.stdout.strip() == "/srv/data", done.stderr
     assert attachment.provider_id == f"{ids[0]}/{volume.provider_id}"
     with pytest.raises(ProviderError, match="not mounted"):
         provider.attach(ids[1], volume.provider_id)

@@ -64,3 +64,14 @@ def test_update_diff_plan(orch, tmp_path):
     assert actions["apply compute login[0]"] == "create"
     assert actions["configure software runtime[1]"] == "configure"  # property changed
     assert actions["apply compute worker[1]"] == "noop"
+
+
+def test_compute_steps_carry_requirements_and_volume_locations(orch):
+    """Providers that mount volumes when a server is made (containers) get the attachment
+    locations, and every provider gets the template's requirements."""
+    plan = orch.plan("tests/fixtures/valid/tosca13_block_storage.yaml", name="volumes").plan
+    server = next(s for s in plan.steps if s.kind == "compute" and s.node == "server")
+    assert server.details["volume_locations"] == {"data_volume": "/data",
+                                                  "scratch_volume": "/scratch"}
+    # TOSCA sizes are decimal: 2 GB = 2e9 bytes = 1908 MiB (rounded up)
+    assert server.details["requirements"] == {"cpus": 1, "memory_mib": 1908}
