@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the local provider's tests need, when missing: podman, runc (crun fails
 # on hosts with hybrid cgroups), debootstrap (builds the base image when no registry can
-# be reached) and the ssh client. Idempotent and quiet; writes nothing else.
+# be reached), the ssh client and the docker command line (the docker engine path is
+# tested against podman's Docker-compatible API; no docker daemon is ever started).
+# Idempotent and quiet; writes nothing else.
 set -euo pipefail
 missing=()
 for pair in podman:podman runc:runc debootstrap:debootstrap ssh:openssh-client \
-            ssh-keygen:openssh-client; do
+            ssh-keygen:openssh-client docker:docker.io; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -295,3 +295,49 @@ def test_deployment_end_to_end(tmp_path, image):
     finally:
         if ident:
             remove_all(ident)
+
+
+@pytest.fixture
+def docker_api(tmp_path, monkeypatch):
+    """A Docker Engine API on a unix socket, served by podman (``podman system service``),
+    for the real ``docker`` command line: the provider's docker code path end to end."""
+    if not shutil.which("docker"):
+        if os.environ.get("CI"):
+            pytest.fail("the docker command line is missing (.ci/containers.sh installs it)")
+        pytest.skip("the docker command line is not installed")
+    socket = tmp_path / "docker.sock"
+    service = subprocess.Popen(["podman", "--runtime", "runc", "system", "service",
+                                "--time=0", f"unix://{socket}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket}")
+    deadline = time.monotonic() + 30
+    while subprocess.run(["docker", "version"], capture_output=True,
+                         check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the Docker API did not come up"
+        time.sleep(0.3)
+    yield
+    service.terminate()
+    service.wait(timeout=30)
+
+
+def test_docker_engine(image, docker_api, deployment, ssh_key):
+    provider = LocalProvider(Site(name="local-docker", provider="local",
+                                  options={"engine": "docker"}))
+    assert provider.runtime.engine == "docker"
+    result = provider.check()
+    assert result.reachable, result.message
+    server = provider.create(ResourceSpec(
+        "compute", deployment, "node", 0, flavor="local", image="debian-12",
+        properties={"ssh_public_key": ssh_key.with_suffix(".pub").read_text(),
+                    "ports": [{"port": 8888, "protocol": "tcp"}]}))
+    state = wait_active(provider, [server.provider_id])[server.provider_id]
+    assert state.status == ACTIVE, state
+    assert state.attributes["endpoints"]["8888/tcp"].startswith("127.0.0.1:")
+    done = ssh(ssh_key, state.attributes["ssh_port"], "hostname")
+    assert done.returncode == 0 and done.stdout.strip() == "node-0", done.stderr
+    assert [r.provider_id for r in provider.find(deployment)] == [server.provider_id]
+    assert provider.create(ResourceSpec("compute", deployment, "node", 0, flavor="local",
+                                        image="debian-12")).provider_id == server.provider_id
+    provider.delete(server.provider_id)
+    assert provider.poll([server.provider_id])[server.provider_id].status == DELETED
+    assert leftovers(deployment) == {"containers": [], "volumes": [], "networks": []}

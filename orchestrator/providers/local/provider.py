@@ -232,10 +232,14 @@ class LocalProvider(Provider):
     # --- read ------------------------------------------------------------------------------
 
     def _containers(self, tags: dict) -> list[dict]:
-        args = ["ps", "-a", "--format", "json" if self.runtime.is_podman else "{{json .}}"]
+        args = ["ps", "-a", "--format", "json"] if self.runtime.is_podman else \
+            ["ps", "-a", "--no-trunc", "--format", "{{json .}}"]
         for key, value in tags.items():
             args += ["--filter", f"label={key}={value}"]
-        return list(self.runtime.json(args))
+        entries = self.runtime.records(args)
+        for entry in entries:  # docker says "ID"
+            entry.setdefault("Id", entry.get("ID"))
+        return entries
 
     def _inspect(self, ids: list[str]) -> dict[str, dict]:
         """Private addresses of containers, cached (they keep them while they live)."""
@@ -286,7 +290,7 @@ class LocalProvider(Provider):
         for key, value in tags.items():
             args += ["--filter", f"label={key}={value}"]
         return [Resource(v["Name"], "volume", ACTIVE, nodes.labels_of(v),
-                         {"volume_name": v["Name"]}) for v in self.runtime.json(args)]
+                         {"volume_name": v["Name"]}) for v in self.runtime.records(args)]
 
     def find(self, deployment: str) -> list[Resource]:
         entries = self._containers({TAG_DEPLOYMENT: deployment})

@@ -104,6 +104,12 @@ class Runtime:
                 raise ProviderError(f"`{_show(self.command(args))}` printed no JSON: "
                                     f"{tail(out, 3)}") from exc
 
+    def records(self, args: Sequence[str], **kwargs) -> list[dict]:
+        """A listing (``ps``, ``volume ls``) as a list of dicts, from podman's JSON array
+        or docker's one JSON object a line (a single line parses as one object)."""
+        data = self.json(args, **kwargs)
+        return [data] if isinstance(data, dict) else [d for d in data if isinstance(d, dict)]
+
     def exists(self, what: str, name: str) -> bool:
         """``podman image/volume/network/container exists NAME`` (docker: inspect)."""
         if self.is_podman:
