@@ -36,6 +36,11 @@ class ApplyResult:
     run: RunResult
 
 
+#: kinds some providers keep as records only (attachments, ports, networks made
+#: implicitly) and do not list in ``find()``
+UNLISTED_KINDS = ("attachment", "network", "port")
+
+
 class Orchestrator:
     def __init__(self, db: str | None = None, sites: str | None = None, owner: str = "local",
                  on_event: Callable[[dict], None] | None = None,
@@ -176,9 +181,12 @@ class Orchestrator:
                 self.store.add_event(record.id, "refresh-failed", f"site {site}: {exc}",
                                      level="warning")
                 continue
+            listed = {kind for _, _, kind in found}
             for row in rows:
                 if row.site != site or row.kind == "software":
                     continue
+                if row.kind in UNLISTED_KINDS and row.kind not in listed:
+                    continue  # a provider that does not list these cannot show their drift
                 resource = found.pop((row.node, row.index, row.kind), None)
                 if resource is None:
                     if row.provider_id and row.status != DELETED:

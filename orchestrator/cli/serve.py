@@ -18,12 +18,15 @@ from orchestrator.cli.main import cli
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Worker threads running deployments (env ORCHESTRATOR_WORKERS, default 4; "
               "0 accepts work for other replicas).")
+@click.option("--dashboard/--no-dashboard", default=True, show_default=True,
+              envvar="ORCHESTRATOR_DASHBOARD",
+              help="Serve the web dashboard at /ui (/ redirects to it).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_context
-def serve(ctx, host, port, issuers, audience, admin_groups, workers, log_level):
-    """Serve the REST API (OpenAPI at /docs and /openapi.json). State in --db (SQLite by
-    default; PostgreSQL for several replicas), sites from --sites."""
+def serve(ctx, host, port, issuers, audience, admin_groups, workers, dashboard, log_level):
+    """Serve the REST API (OpenAPI at /docs and /openapi.json) and the web dashboard (/ui).
+    State in --db (SQLite by default; PostgreSQL for several replicas), sites from --sites."""
     try:
         import uvicorn
 
@@ -39,5 +42,10 @@ def serve(ctx, host, port, issuers, audience, admin_groups, workers, log_level):
     if not settings.issuers:
         raise click.UsageError("no OpenID Connect issuer: pass --issuer URL or set "
                                "ORCHESTRATOR_OIDC_ISSUERS")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
-                access_log=log_level == "debug")
+    routers = []
+    if dashboard:
+        from orchestrator.dashboard import create_router
+
+        routers.append(create_router())
+    uvicorn.run(create_app(settings, routers=routers), host=host, port=port,
+                log_level=log_level, access_log=log_level == "debug")

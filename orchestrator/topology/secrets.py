@@ -23,7 +23,7 @@ def mask(value, secret_values: frozenset = frozenset()):
         out = {}
         for key, item in value.items():
             if is_secret(key) and item not in (None, "", {}, []) and not isinstance(
-                    item, (dict, list)):
+                    item, (dict, list, bool)):  # a flag such as secret: true is no secret
                 out[key] = MASK
             elif is_secret(key) and isinstance(item, dict) and _is_function(item):
                 out[key] = item  # a reference such as {get_input: password} is not a secret
