@@ -18,6 +18,9 @@ whose name matches ends in a FAILURE LCM state with an ERROR message, calls fail
 503 or OpenNebula's INTERNAL error a number of times. Nothing boots: there is no
 hypervisor and no contextualisation behind it.
 
+Images, datastores and disk hot-plug (one.image.*, one.imagepool.info,
+one.datastorepool.info, one.vm.attach, one.vm.detach) live in tests/one_images.py.
+
 Run it alone with ``python -m tests.one_server [PORT]`` (user oneadmin, password
 ``opennebula``).
 """
@@ -31,7 +34,8 @@ from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from tests.one_xml import Fault, image_xml, parse_template, user_xml, vm_xml, vnet_xml
+from tests.one_images import ImageMethods
+from tests.one_xml import Fault, parse_template, user_xml, vm_xml, vnet_xml
 
 # OpenNebula's error codes (RequestManager's ErrorCode)
 AUTHENTICATION, AUTHORIZATION, NO_EXISTS, ACTION, XML_RPC_API, INTERNAL = \
@@ -39,8 +43,8 @@ AUTHENTICATION, AUTHORIZATION, NO_EXISTS, ACTION, XML_RPC_API, INTERNAL = \
 # VM STATE / LCM_STATE numbers used here
 PENDING, HOLD, ACTIVE, DONE, POWEROFF = 1, 2, 3, 6, 8
 LCM = {"LCM_INIT": 0, "PROLOG": 1, "BOOT": 2, "RUNNING": 3, "SHUTDOWN": 12,
-       "SHUTDOWN_POWEROFF": 18, "BOOT_POWEROFF": 20, "UNKNOWN": 16, "BOOT_FAILURE": 36,
-       "PROLOG_FAILURE": 39}
+       "HOTPLUG": 17, "SHUTDOWN_POWEROFF": 18, "BOOT_POWEROFF": 20, "UNKNOWN": 16,
+       "BOOT_FAILURE": 36, "PROLOG_FAILURE": 39}
 #: attributes OpenNebula keeps in a VM's TEMPLATE; everything else goes to USER_TEMPLATE
 TEMPLATE_ATTRIBUTES = {"NAME", "CPU", "VCPU", "MEMORY", "DISK", "NIC", "NIC_ALIAS", "PCI",
                        "CONTEXT", "OS", "GRAPHICS", "INPUT", "FEATURES", "RAW", "CPU_MODEL",
@@ -49,20 +53,22 @@ UNLIMITED, DEFAULT = -2, -1
 FAILURES = {LCM["BOOT_FAILURE"], LCM["PROLOG_FAILURE"]}
 
 
-class FakeOpenNebula:
+class FakeOpenNebula(ImageMethods):
     """The cloud's state plus the XML-RPC methods. ``start()`` -> endpoint URL."""
 
     def __init__(self, password: str = "opennebula", user: str = "oneadmin",
                  images: dict | None = None, networks: dict | None = None,
-                 quota: dict | None = None, timings: dict | None = None):
+                 quota: dict | None = None, timings: dict | None = None,
+                 datastores: dict | None = None):
         self.users = {user: (2, password)}
-        self.images = images or {0: {"NAME": "ubuntu-22.04", "SIZE": 2252},
-                                 1: {"NAME": "debian-12", "SIZE": 2048}}
+        self._setup_images(images or {0: {"NAME": "ubuntu-22.04", "SIZE": 2252},
+                                      1: {"NAME": "debian-12", "SIZE": 2048}}, datastores)
         self.networks = networks or {0: {"NAME": "private", "BASE": "10.10.0."},
                                      1: {"NAME": "public", "BASE": "198.51.100."}}
         self.quota = {"VMS": UNLIMITED, "CPU": UNLIMITED, "MEMORY": UNLIMITED, **(quota or {})}
         self.timings = {"pending": 0.1, "prolog": 0.1, "boot": 0.1, "shutdown": 0.05,
-                        **(timings or {})}
+                        "hotplug": 0.1, "image_init": 0.05, "image_mkfs": 0.2,
+                        "image_delete": 0.1, **(timings or {})}
         self.vms: dict[int, dict] = {}
         self.failing: list[dict] = []  # {"name": substring, "lcm": "BOOT_FAILURE", "error"}
         self.call_faults: list[dict] = []  # {"method", "times", "kind": http503|internal}
@@ -147,6 +153,9 @@ class FakeOpenNebula:
     # --- VM life cycle over time -----------------------------------------------------------
     def _state(self, vm: dict) -> tuple[int, int]:
         now = time.monotonic()
+        for effect in [e for e in vm.get("effects", ()) if e[0] <= now]:
+            vm["effects"].remove(effect)  # what completes with a transition (a detach)
+            effect[1]()
         current = vm["timeline"][0][1:]
         for at, state, lcm in vm["timeline"]:
             if at <= now:
@@ -179,6 +188,7 @@ class FakeOpenNebula:
     def _release(self, vm: dict) -> None:
         vm["released"] = True
         vm["etime"] = int(time.time())
+        self._release_images(vm)
 
     def _vm(self, uid: int, vm_id: int) -> dict:
         vm = self.vms.get(vm_id)
@@ -224,11 +234,8 @@ class FakeOpenNebula:
         if user_id not in (-1, uid):
             raise Fault(f"Error getting user [{user_id}].", NO_EXISTS)
         name = next(n for n, (i, _) in self.users.items() if i == uid)
-        return user_xml(uid, name, self.quota, self.usage(uid))
-
-    def m_one_imagepool_info(self, uid, flag, start, end):
-        return "<IMAGE_POOL>" + "".join(image_xml(i, img) for i, img in self.images.items()
-                                        if _in_range(i, start, end)) + "</IMAGE_POOL>"
+        return user_xml(uid, name, self.quota, self.usage(uid), self.datastore_quota,
+                        self.datastore_usage(uid))
 
     def m_one_vnpool_info(self, uid, flag, start, end):
         return "<VNET_POOL>" + "".join(vnet_xml(i, net) for i, net in self.networks.items()
@@ -346,6 +353,9 @@ class FakeOpenNebula:
                      "user_template": dict(vm["user_template"]),
                      "template": vm["template"]}
                     for i, vm in self.vms.items() if self._state(vm)[0] != DONE]
+
+    def _shown_state(self, state: int, lcm: int) -> str:
+        return _shown(state, lcm)
 
     def set_state(self, vm_id: int, state: int, lcm: int = 0, error: str | None = None):
         with self._lock:

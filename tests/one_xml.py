@@ -75,12 +75,29 @@ def _quota_entry(values: dict, used: dict | None) -> str:
     return "<VM>" + "".join(parts) + "</VM>"
 
 
-def user_xml(uid: int, name: str, quota: dict, used: dict) -> str:
-    """<USER> with its VM_QUOTA (limits: -1 the default quota, -2 unlimited)."""
+def _datastore_quota(limits: dict, used: dict) -> str:
+    """<DATASTORE> entries: one per datastore the user has a quota or images in."""
+    parts = []
+    for ds_id in sorted(set(limits) | {d for d, u in used.items() if u.get("IMAGES")}):
+        entry = {"IMAGES": -1, "SIZE": -1, **limits.get(ds_id, {})}
+        parts.append(f"<DATASTORE><ID>{cdata(ds_id)}</ID>"
+                     f"<IMAGES>{cdata(entry['IMAGES'])}</IMAGES>"
+                     f"<IMAGES_USED>{cdata(used.get(ds_id, {}).get('IMAGES', 0))}</IMAGES_USED>"
+                     f"<SIZE>{cdata(entry['SIZE'])}</SIZE>"
+                     f"<SIZE_USED>{cdata(used.get(ds_id, {}).get('SIZE', 0))}</SIZE_USED>"
+                     "</DATASTORE>")
+    return "".join(parts)
+
+
+def user_xml(uid: int, name: str, quota: dict, used: dict,
+             datastore_quota: dict | None = None, datastore_used: dict | None = None) -> str:
+    """<USER> with its VM_QUOTA and DATASTORE_QUOTA (limits: -1 the default quota,
+    -2 unlimited; datastore SIZE in MiB)."""
     return (f"<USER><ID>{uid}</ID><GID>1</GID><GROUPS><ID>1</ID></GROUPS>"
             f"<GNAME>users</GNAME><NAME>{name}</NAME><PASSWORD>{cdata('*')}</PASSWORD>"
             f"<AUTH_DRIVER>core</AUTH_DRIVER><ENABLED>1</ENABLED><LOGIN_TOKEN></LOGIN_TOKEN>"
-            f"<TEMPLATE></TEMPLATE><DATASTORE_QUOTA></DATASTORE_QUOTA>"
+            f"<TEMPLATE></TEMPLATE><DATASTORE_QUOTA>"
+            f"{_datastore_quota(datastore_quota or {}, datastore_used or {})}</DATASTORE_QUOTA>"
             f"<NETWORK_QUOTA></NETWORK_QUOTA>"
             f"<VM_QUOTA>{_quota_entry(quota, used)}</VM_QUOTA><IMAGE_QUOTA></IMAGE_QUOTA>"
             "<DEFAULT_USER_QUOTAS><DATASTORE_QUOTA></DATASTORE_QUOTA>"
@@ -89,21 +106,41 @@ def user_xml(uid: int, name: str, quota: dict, used: dict) -> str:
             + "</VM_QUOTA><IMAGE_QUOTA></IMAGE_QUOTA></DEFAULT_USER_QUOTAS></USER>")
 
 
-def image_xml(image_id: int, image: dict) -> str:
-    return (f"<IMAGE><ID>{image_id}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME>"
-            f"<GNAME>oneadmin</GNAME><NAME>{image['NAME']}</NAME>{PERMISSIONS}"
-            f"<TYPE>{image.get('TYPE', 0)}</TYPE><DISK_TYPE>0</DISK_TYPE>"
+def image_xml(image_id: int, image: dict, state: int, uname: str, datastore: str) -> str:
+    """<IMAGE> as one.image.info and one.imagepool.info return it."""
+    vms = "".join(f"<ID>{vm_id}</ID>" for vm_id in sorted(image.get("vms", ())))
+    source = f"/var/lib/one/datastores/{image.get('DATASTORE_ID', 1)}/{image_id}"
+    return (f"<IMAGE><ID>{image_id}</ID><UID>{image.get('uid', 0)}</UID><GID>0</GID>"
+            f"<UNAME>{uname}</UNAME><GNAME>oneadmin</GNAME><NAME>{image['NAME']}</NAME>"
+            f"{PERMISSIONS}<TYPE>{image.get('TYPE', 0)}</TYPE><DISK_TYPE>0</DISK_TYPE>"
             f"<PERSISTENT>{image.get('PERSISTENT', 0)}</PERSISTENT>"
-            f"<REGTIME>1700000000</REGTIME><SOURCE>{cdata('/var/lib/one/datastores/1/x')}"
-            f"</SOURCE><PATH>{cdata('')}</PATH><FORMAT>{cdata('qcow2')}</FORMAT>"
-            f"<FS>{cdata('')}</FS><SIZE>{image['SIZE']}</SIZE><STATE>1</STATE>"
-            "<RUNNING_VMS>0</RUNNING_VMS><CLONING_OPS>0</CLONING_OPS><CLONING_ID>-1"
-            "</CLONING_ID><TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT><DATASTORE_ID>1</DATASTORE_ID>"
-            "<DATASTORE>default</DATASTORE><VMS></VMS><CLONES></CLONES>"
+            f"<REGTIME>1700000000</REGTIME><SOURCE>{cdata(source)}</SOURCE>"
+            f"<PATH>{cdata('')}</PATH><FORMAT>{cdata('qcow2')}</FORMAT>"
+            f"<FS>{cdata('')}</FS><SIZE>{image['SIZE']}</SIZE><STATE>{state}</STATE>"
+            f"<PREV_STATE>{state}</PREV_STATE>"
+            f"<RUNNING_VMS>{len(image.get('vms', ()))}</RUNNING_VMS><CLONING_OPS>0"
+            "</CLONING_OPS><CLONING_ID>-1</CLONING_ID><TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT>"
+            f"<DATASTORE_ID>{image.get('DATASTORE_ID', 1)}</DATASTORE_ID>"
+            f"<DATASTORE>{datastore}</DATASTORE><VMS>{vms}</VMS><CLONES></CLONES>"
             "<APP_CLONES></APP_CLONES>"
             + template_xml("TEMPLATE", image.get("TEMPLATE", {}))
             + "<SNAPSHOTS><ALLOW_ORPHANS>NO</ALLOW_ORPHANS><CURRENT_BASE>-1</CURRENT_BASE>"
               "<NEXT_SNAPSHOT>0</NEXT_SNAPSHOT></SNAPSHOTS></IMAGE>")
+
+
+def datastore_xml(datastore_id: int, datastore: dict, image_ids: list[int],
+                  used_mb: int) -> str:
+    """<DATASTORE> as one.datastorepool.info returns it (TYPE 0 image, 1 system, 2 file)."""
+    total = int(datastore.get("TOTAL_MB", 0))
+    return (f"<DATASTORE><ID>{datastore_id}</ID><UID>0</UID><GID>0</GID>"
+            f"<UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME><NAME>{datastore['NAME']}</NAME>"
+            f"{PERMISSIONS}<DS_MAD>{cdata('fs')}</DS_MAD><TM_MAD>{cdata('ssh')}</TM_MAD>"
+            f"<BASE_PATH>{cdata(f'/var/lib/one/datastores/{datastore_id}')}</BASE_PATH>"
+            f"<TYPE>{datastore['TYPE']}</TYPE><DISK_TYPE>0</DISK_TYPE><STATE>0</STATE>"
+            f"<CLUSTERS><ID>0</ID></CLUSTERS><TOTAL_MB>{total}</TOTAL_MB>"
+            f"<FREE_MB>{max(0, total - used_mb)}</FREE_MB><USED_MB>{used_mb}</USED_MB>"
+            "<IMAGES>" + "".join(f"<ID>{i}</ID>" for i in sorted(image_ids)) + "</IMAGES>"
+            + template_xml("TEMPLATE", {"DS_MAD": "fs", "TM_MAD": "ssh"}) + "</DATASTORE>")
 
 
 def vnet_xml(network_id: int, network: dict) -> str:

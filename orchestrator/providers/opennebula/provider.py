@@ -6,7 +6,8 @@ A VM is allocated from a template generated from the node's requirements
 ``find`` and a retried ``create`` see it; its status comes from STATE / LCM_STATE
 (states.py). ``poll`` of any number of VMs is one ``one.vmpool.info`` call over the range
 of their ids. Quotas come from ``one.user.info`` and are checked before allocating.
-Options (sites.yaml ``options:``) are listed in docs/opennebula.md.
+Volumes are persistent DATABLOCK images (volumes.py). Options (sites.yaml ``options:``)
+are listed in docs/opennebula.md.
 """
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ from orchestrator.providers.base import (
 from orchestrator.providers.opennebula import quotas as one_quotas
 from orchestrator.providers.opennebula import states
 from orchestrator.providers.opennebula import vmtemplate as vmt
+from orchestrator.providers.opennebula import volumes as one_volumes
 from orchestrator.providers.opennebula.client import Connection, CredentialsError
 
 OPTIONS = ("network", "public_network", "gpu_pci", "infiniband", "ssh_user",
            "private_reachable", "cpu_ratio", "start_script", "template", "timeout",
-           "https_verify", "state_timeout")
+           "https_verify", "state_timeout", "image_datastore", "volume_types",
+           "volume_template")
 #: filter flags of the pool calls: the user's own resources, all those the user may use
 MINE, ALL = -3, -2
 NOT_DONE = -1
@@ -66,6 +69,7 @@ class OpenNebulaProvider(Provider):
         self._lock = threading.Lock()
         self._offer: tuple[float, Offer] | None = None
         self._pools: dict[str, dict[str, int]] = {}
+        self.volumes = one_volumes.Volumes(self.one, site.name, self.options)
 
     # --- what the site offers --------------------------------------------------------------
 
@@ -87,9 +91,11 @@ class OpenNebulaProvider(Provider):
         return offer
 
     def quotas(self):
-        """The user's VM quota (one.user.info), capped by the site's declared quotas."""
+        """The user's VM quota and datastore quota of the volumes' datastore
+        (one.user.info), capped by the site's declared quotas."""
         user = self.one.call("user.info", -1)
-        return one_quotas.merge(one_quotas.from_user(user), self.site.quotas)
+        return one_quotas.merge(one_quotas.from_user(user, self.volumes.datastore_id()),
+                                self.site.quotas)
 
     def _pool(self, kind: str, refresh: bool = False) -> dict[str, int]:
         """name -> id of the images (OS images only) or virtual networks the user may use."""
@@ -147,6 +153,8 @@ class OpenNebulaProvider(Provider):
     def create(self, spec: ResourceSpec) -> Resource:
         if spec.kind == "compute":
             return self._create_vm(spec)
+        if spec.kind == "volume":
+            return self.volumes.create(spec)
         if spec.kind == "network":
             network = self._network_id(self.options.get("network"))
             return Resource(f"vnet:{network}", "network", ACTIVE, dict(spec.tags),
@@ -156,9 +164,7 @@ class OpenNebulaProvider(Provider):
                             dict(spec.tags), {"note": "OpenNebula security groups are not "
                                               "managed: the site's network policy applies"})
         raise ProviderError(f"site '{self.site.name}': the opennebula provider cannot create "
-                            f"a {spec.kind!r} (volumes: use a disk in the image or the "
-                            "node's disk_size; persistent OpenNebula volumes are not supported "
-                            "yet)")
+                            f"a {spec.kind!r}")
 
     def _create_vm(self, spec: ResourceSpec) -> Resource:
         existing = self._ours(spec.tags)
@@ -294,11 +300,12 @@ class OpenNebulaProvider(Provider):
                 "ssh_user": self.options.get("ssh_user") or "root"}
 
     def find(self, deployment: str) -> list[Resource]:
-        return [self._resource(vm) for vm in self._ours({TAG_DEPLOYMENT: deployment})]
+        vms = self._ours({TAG_DEPLOYMENT: deployment})
+        return [self._resource(vm) for vm in vms] + self.volumes.find(deployment, vms)
 
     def poll(self, provider_ids: list[str]) -> dict[str, Resource]:
         numbers = [int(i) for i in provider_ids if str(i).isdigit()]
-        found: dict[str, Resource] = {}
+        found = self.volumes.poll([i for i in provider_ids if one_volumes.is_volume(i)])
         if numbers:
             for vm in self._vms(min(numbers), max(numbers)):
                 if int(vm.ID) in numbers:
@@ -317,6 +324,8 @@ class OpenNebulaProvider(Provider):
     # --- update and delete -----------------------------------------------------------------
 
     def update(self, provider_id: str, spec: ResourceSpec) -> Resource:
+        if one_volumes.is_volume(provider_id):
+            return self.volumes.update(provider_id, spec)
         if spec.kind != "compute" or not str(provider_id).isdigit():
             return self.poll([provider_id])[provider_id]
         vm = self.one.call("vm.info", int(provider_id))
@@ -353,6 +362,8 @@ class OpenNebulaProvider(Provider):
                                      f"{state} in time")
 
     def delete(self, provider_id: str) -> None:
+        if one_volumes.is_volume(provider_id):
+            return self.volumes.delete(provider_id)
         if not str(provider_id).isdigit():
             return  # vnet: and port: records are the site's, not ours
         try:
@@ -368,3 +379,9 @@ class OpenNebulaProvider(Provider):
             if shown == "DONE" or any(w in shown for w in ("SHUTDOWN", "EPILOG", "CLEANUP")):
                 return  # already on its way out
             raise
+
+    def attach(self, server_id: str, volume_id: str, device: str | None = None) -> Resource:
+        return self.volumes.attach(server_id, volume_id, device)
+
+    def detach(self, attachment_id: str) -> None:
+        self.volumes.detach(attachment_id)

@@ -3,6 +3,7 @@
 In a user's VM_QUOTA a limit of -1 means "the default quota" (DEFAULT_USER_QUOTAS) and -2
 means unlimited; ``<METRIC>_USED`` is the current usage. OpenNebula 7 may hold one entry
 per set of clusters (CLUSTER_IDS): the entry without clusters is the global one.
+DATASTORE_QUOTA holds one entry per datastore (ID): IMAGES and SIZE (MiB), same rules.
 """
 from __future__ import annotations
 
@@ -38,21 +39,51 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def from_user(user: Any) -> Quotas:
-    """Quotas (limits and ``used``) from a pyone USER object."""
+def _datastore_entry(quota: Any, datastore_id: int):
+    entries = getattr(quota, "DATASTORE", None) if quota is not None else None
+    entries = [] if entries is None else entries if isinstance(entries, list) else [entries]
+    return next((e for e in entries if str(getattr(e, "ID", "")) == str(datastore_id)), None)
+
+
+def _limit(own: Any, defaults: Any, metric: str) -> float | None:
+    limit = _number(getattr(own, metric, None)) if own is not None else None
+    if limit is None or limit == DEFAULT:
+        limit = _number(getattr(defaults, metric, None)) if defaults is not None else None
+    return None if limit is None or limit < 0 else limit
+
+
+def datastore_quota(user: Any, datastore_id: int) -> dict[str, float | None]:
+    """``images``, ``images_used``, ``size_mib``, ``size_used_mib`` of the user's quota on
+    one datastore (limits None when unlimited)."""
+    own = _datastore_entry(getattr(user, "DATASTORE_QUOTA", None), datastore_id)
+    defaults = _datastore_entry(getattr(getattr(user, "DEFAULT_USER_QUOTAS", None),
+                                        "DATASTORE_QUOTA", None), datastore_id)
+    return {"images": _limit(own, defaults, "IMAGES"),
+            "images_used": _number(getattr(own, "IMAGES_USED", None)) or 0.0,
+            "size_mib": _limit(own, defaults, "SIZE"),
+            "size_used_mib": _number(getattr(own, "SIZE_USED", None)) or 0.0}
+
+
+def from_user(user: Any, datastore_id: int | None = None) -> Quotas:
+    """Quotas (limits and ``used``) from a pyone USER object; volumes from the quota on
+    ``datastore_id`` (the datastore volumes are made in) when given."""
     own = _global(getattr(user, "VM_QUOTA", None))
     defaults = _global(getattr(getattr(user, "DEFAULT_USER_QUOTAS", None), "VM_QUOTA", None))
     limits: dict[str, float | None] = {}
     used: dict[str, float] = {}
     for field, metric in METRICS.items():
-        limit = _number(getattr(own, metric, None)) if own is not None else None
-        if limit is None or limit == DEFAULT:
-            limit = _number(getattr(defaults, metric, None)) if defaults is not None else None
-        limits[field] = None if limit is None or limit < 0 else limit
+        limits[field] = _limit(own, defaults, metric)
         used[field] = _number(getattr(own, f"{metric}_USED", None)) or 0.0 \
             if own is not None else 0.0
+    volumes = volume_gib = None
+    if datastore_id is not None:
+        store = datastore_quota(user, datastore_id)
+        volumes = None if store["images"] is None else int(store["images"])
+        volume_gib = None if store["size_mib"] is None else store["size_mib"] / 1024
+        used.update(volumes=store["images_used"], volume_gib=store["size_used_mib"] / 1024)
     return Quotas(instances=None if limits["instances"] is None else int(limits["instances"]),
-                  cores=limits["cores"], memory_mib=limits["memory_mib"], used=used)
+                  cores=limits["cores"], memory_mib=limits["memory_mib"], volumes=volumes,
+                  volume_gib=volume_gib, used=used)
 
 
 def _smaller(a: float | None, b: float | None) -> float | None:
@@ -67,8 +98,8 @@ def merge(live: Quotas, declared: Quotas | None) -> Quotas:
     return Quotas(instances=_smaller(live.instances, declared.instances),
                   cores=_smaller(live.cores, declared.cores),
                   memory_mib=_smaller(live.memory_mib, declared.memory_mib),
-                  gpus=declared.gpus, volumes=declared.volumes,
-                  volume_gib=declared.volume_gib,
+                  gpus=declared.gpus, volumes=_smaller(live.volumes, declared.volumes),
+                  volume_gib=_smaller(live.volume_gib, declared.volume_gib),
                   used={**declared.used, **live.used})
 
 
