@@ -15,9 +15,9 @@ from typing import Callable, Iterable
 
 from orchestrator import resources
 from orchestrator.engine import Configurator, ExecutorOptions, RunResult, StepContext, execute
-from orchestrator.errors import OrchestratorError, StalePlanError, TemplateError
+from orchestrator.errors import OrchestratorError, PlacementError, StalePlanError, TemplateError
 from orchestrator.placement import place, usage_of
-from orchestrator.plan import Existing, Plan, build_plan, digest
+from orchestrator.plan import CONFIGURE, Existing, Plan, build_plan, digest
 from orchestrator.providers.base import ACTIVE, DELETED, TAG_INDEX, TAG_KIND, TAG_NODE
 from orchestrator.topology.secrets import MASK
 from orchestrator.validation import validate
@@ -34,6 +34,33 @@ class PlanResult:
 class ApplyResult:
     deployment: object
     run: RunResult
+
+
+class BySite(Configurator):
+    """Ansible for the software on sites reached over SSH, another configurator for the
+    rest (a plan that spans such a site and a test cloud)."""
+
+    def __init__(self, over_ssh: set, ansible: Configurator, other: Configurator):
+        self.over_ssh, self.ansible, self.other = over_ssh, ansible, other
+
+    def _for(self, step) -> Configurator:
+        return self.ansible if step.site in self.over_ssh else self.other
+
+    def configure(self, step, topology, host, site_options):
+        return self._for(step).configure(step, topology, host, site_options)
+
+    def unconfigure(self, step, topology, site_options):
+        return self._for(step).unconfigure(step, topology, site_options)
+
+    def run_relationship(self, relationship, operation, source_host, target_host,
+                         topology=None, lookup=None):
+        run = getattr(self.ansible, "run_relationship", None)
+        if run is None or source_host.get("site") not in self.over_ssh:
+            return {}
+        return run(relationship, operation, source_host, target_host, topology, lookup)
+
+    def estimate(self, site_options):
+        return self.ansible.estimate(site_options)
 
 
 #: kinds some providers keep as records only (attachments, ports, networks made
@@ -145,7 +172,28 @@ class Orchestrator:
                     **secret_inputs},
             sites_file=self.catalogue.source,
             deployment_id=record.id if record else None)
+        self._check_operations_can_run(plan, report.topology)
         return PlanResult(plan, report, record)
+
+    def _check_operations_can_run(self, plan: Plan, topology) -> None:
+        """Refuse, before anything is made, software whose operations nothing can run on
+        its site (a provider whose servers are neither logged into over SSH nor a test
+        cloud that records operations, such as Kubernetes pods)."""
+        problems = []
+        for step in plan.steps:
+            node = topology.nodes.get(step.node)
+            if step.kind != "software" or step.action != CONFIGURE or node is None or \
+                    not any(op.implementation for op in node.operations) or not step.site:
+                continue
+            provider = self.provider(step.site)
+            if provider.reached_over_ssh or provider.records_operations:
+                continue
+            problems.append(f"node {step.node}: site {step.site} ({provider.type_name}) "
+                            "cannot run its lifecycle operations (its servers are not "
+                            "reached over SSH); give the software as a container image or "
+                            "place it on another site")
+        if problems:
+            raise PlacementError("; ".join(dict.fromkeys(problems)))
 
     def _offer(self, site: str, unavailable: dict):
         try:
@@ -275,14 +323,16 @@ class Orchestrator:
                         level="info" if run.ok else "error")
         return ApplyResult(self.deployment(plan.deployment), run)
 
-    def _reached_over_ssh(self, plan: Plan) -> bool:
+    def _sites_over_ssh(self, plan: Plan) -> tuple[set, set]:
+        """(the sites of the plan's servers, those whose servers are reached over SSH)"""
         sites = {s.site for s in plan.steps if s.kind == "compute" and s.site}
-        return any(self.provider(s).reached_over_ssh for s in sites)
+        return sites, {site for site in sites if self.provider(site).reached_over_ssh}
 
     def _configurator_for(self, deployment_id: str, plan: Plan) -> Configurator:
-        """Ansible for servers reached over SSH; the recording configurator for the
-        simulated cloud (whose servers cannot be logged into)."""
-        if not self._reached_over_ssh(plan) or type(self.configurator) is not Configurator:
+        """Ansible for servers reached over SSH; the recording configurator for test
+        clouds whose servers cannot be logged into; per step when a plan has both."""
+        sites, over_ssh = self._sites_over_ssh(plan)
+        if not over_ssh or type(self.configurator) is not Configurator:
             return self.configurator
         try:
             from orchestrator.contextualize import AnsibleConfigurator
@@ -290,13 +340,16 @@ class Orchestrator:
             raise OrchestratorError("contextualisation needs Ansible: pip install "
                                     "'tosca-orchestrator[ansible]'") from exc
         folder = resources.deployment_dir(deployment_id)
-        return AnsibleConfigurator(data_dir=str(folder), logs_dir=str(folder / "logs"))
+        ansible = AnsibleConfigurator(data_dir=str(folder), logs_dir=str(folder / "logs"))
+        if over_ssh == sites:
+            return ansible
+        return BySite(over_ssh, ansible, self.configurator)
 
     def _deployment_key(self, deployment_id: str, plan: Plan) -> str | None:
         """The deployment's SSH public key, generated on first use (ed25519, no passphrase,
         private half readable by the user only), for sites whose servers are reached over
         SSH; None when no site in the plan needs one."""
-        if not self._reached_over_ssh(plan):
+        if not self._sites_over_ssh(plan)[1]:
             return None
         folder = resources.deployment_dir(deployment_id) / "ssh"
         private = folder / "id_ed25519"

@@ -153,6 +153,8 @@ class Provider(abc.ABC):
     type_name: str = ""
     #: servers of this provider are logged into over SSH (for keys and Ansible)
     reached_over_ssh: bool = True
+    #: a test cloud: software operations on its servers are recorded, not run
+    records_operations: bool = False
 
     def __init__(self, site: Any):
         self.site = site

@@ -333,6 +333,7 @@ class SimulatedProvider(Provider):
 
     type_name = "simulated"
     reached_over_ssh = False  # nothing runs on its servers
+    records_operations = True  # software operations are recorded as if they ran
 
     def __init__(self, site: Any):
         super().__init__(site)

@@ -438,3 +438,19 @@ def test_sites_yaml_example_loads(tmp_path, kubeconfig):
     site = catalogue.get("k8s")
     assert site.options["gpu_products"] == {"A100": [A100]}
     assert make_provider(kubeconfig, **site.options).settings.rdma_resource == "rdma/hca"
+
+
+def test_software_with_playbooks_is_refused_before_anything_is_made(tmp_path, fake, kubeconfig):
+    """Pods are not logged into: a software node with an Ansible operation on a Kubernetes
+    site is refused at plan time, naming the node and the site, and nothing is created."""
+    from orchestrator.errors import PlacementError
+
+    orch = es.orchestrator(tmp_path, k8s_sites(tmp_path, kubeconfig))
+    body = es.cluster(workers=1).replace(
+        "requirements: [{host: worker}]",
+        "requirements: [{host: worker}]\n"
+        "      interfaces: {Standard: {configure: playbooks/base.yml}}")
+    with pytest.raises(PlacementError, match=r"node app: site k8s \(kubernetes\) cannot run "
+                                             r"its lifecycle operations"):
+        orch.plan(es.write_template(tmp_path, body), name="k8s-playbook")
+    assert ours(fake) == {}
