@@ -117,13 +117,9 @@ def deploy_form(name: str, request: Request):
 
 @router.post("/templates/{name}", name="dashboard_submit")
 async def deploy_submit(name: str, request: Request):
-    session = web.current_session(request)
-    if session is None:
-        return web.signin_redirect(request)
-    form = await web.form_data(request)
-    if not session.csrf_ok(web.first(form, "csrf")):
-        return web.render("error.html", request, 403, session=session, title="Forbidden",
-                          message="The form was not sent from this dashboard; reload it.")
+    session, form = await web.signed_in_form(request)
+    if form is None:
+        return session
     return await run_in_threadpool(_submit, request, session, name, form)
 
 
@@ -205,13 +201,9 @@ def node_log(deployment_id: str, node: str, request: Request):
 
 
 async def _action(request: Request, deployment_id: str, run):
-    session = web.current_session(request)
-    if session is None:
-        return web.signin_redirect(request)
-    form = await web.form_data(request)
-    if not session.csrf_ok(web.first(form, "csrf")):
-        return web.render("error.html", request, 403, session=session, title="Forbidden",
-                          message="The form was not sent from this dashboard; reload it.")
+    session, form = await web.signed_in_form(request)
+    if form is None:
+        return session
     ctx = _ctx(request)
     record = await run_in_threadpool(_visible, ctx, session.who, deployment_id)
     if record is None:

@@ -75,6 +75,19 @@ async def form_data(request: Request) -> dict[str, list[str]]:
     return parse_qs(body, keep_blank_values=True)
 
 
+async def signed_in_form(request: Request):
+    """``(session, form)`` for a POST from a signed-in user's page, or the response to
+    send instead (to sign in, or 403 when the form's CSRF token does not match)."""
+    session = current_session(request)
+    if session is None:
+        return signin_redirect(request), None
+    form = await form_data(request)
+    if not session.csrf_ok(first(form, "csrf")):
+        return render("error.html", request, 403, session=session, title="Forbidden",
+                      message="The form was not sent from this dashboard; reload it."), None
+    return session, form
+
+
 def first(form: dict[str, list[str]], key: str, default: str = "") -> str:
     values = form.get(key)
     return values[0] if values else default
