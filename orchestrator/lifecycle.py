@@ -49,8 +49,8 @@ class BySite(Configurator):
     def configure(self, step, topology, host, site_options):
         return self._for(step).configure(step, topology, host, site_options)
 
-    def unconfigure(self, step, topology, site_options):
-        return self._for(step).unconfigure(step, topology, site_options)
+    def unconfigure(self, step, topology, site_options, host_for=None):
+        return self._for(step).unconfigure(step, topology, site_options, host_for)
 
     def run_relationship(self, relationship, operation, source_host, target_host,
                          topology=None, lookup=None):

@@ -76,6 +76,7 @@ from orchestrator.errors import ContextualizationError
 from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
 
 LIFECYCLE = ("create", "configure", "start")
+UNDO = ("stop", "delete")  # run when the node is removed while its host stays
 STANDARD = ("Standard", "tosca.interfaces.node.lifecycle.Standard")
 GALAXY_ROLE = "tosca.artifacts.AnsibleGalaxy.role"
 SOURCE_SIDE = ("pre_configure_source", "post_configure_source", "add_target",
@@ -195,6 +196,9 @@ class AnsibleConfigurator(Configurator):
         work = [(name, str(self.resolve_implementation(ops[name].implementation, topology)),
                  evaluate_inputs(ops[name].inputs, lookup)) for name in LIFECYCLE
                 if name in ops]
+        self._remember_undo(step, (host or {}).get("node"), [
+            (name, str(self.resolve_implementation(ops[name].implementation, topology)),
+             evaluate_inputs(ops[name].inputs, lookup)) for name in UNDO if name in ops])
         member = {"host": target, "cluster_hosts": (host or {}).get("cluster_hosts")}
         batch = (host or {}).get("batch") or {}
         run = partial(self._lifecycle, step.node, work, self.galaxy_roles(node, topology))
@@ -242,6 +246,41 @@ class AnsibleConfigurator(Configurator):
                 results[index]["operation_outputs"][label] = outputs
                 results[index].update(outputs)
         return results
+
+    # -- removal ------------------------------------------------------------------------
+    def _undo_file(self, node: str, index: int) -> Path:
+        return self.data_dir / "undo" / f"{node}-{index}.json"
+
+    def _remember_undo(self, step, host_node: str | None, work: list) -> None:
+        """Keep what removing this instance will run (Standard.stop and delete, with their
+        inputs as evaluated now) beside the deployment's key, private to the user: the
+        topology of a later update no longer has the node."""
+        path = self._undo_file(step.node, step.index)
+        if not work or not host_node:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            json.dump({"host": host_node, "work": work}, out, default=str)
+
+    def unconfigure(self, step, topology, site_options: dict, host_for=None) -> None:
+        """Run the removed instance's Standard.stop and delete on its host, when the
+        host is still there (``host_for(compute_node)`` gives its connection facts; a
+        host being deleted too is not logged into)."""
+        path = self._undo_file(step.node, step.index)
+        if not path.exists():
+            return
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        host = host_for(recorded["host"]) if host_for else None
+        if host is not None:
+            target = self._host(step, host)
+            member = {"host": target, "cluster_hosts": host.get("cluster_hosts")}
+            outcome = self._lifecycle(step.node, [tuple(w) for w in recorded["work"]], (),
+                                      {step.index: member})[step.index]
+            if isinstance(outcome, Exception):
+                raise outcome
+        path.unlink(missing_ok=True)
 
     def run_relationship(self, relationship, operation, source_host: dict,
                          target_host: dict, topology=None, lookup=None) -> dict:

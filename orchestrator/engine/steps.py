@@ -40,7 +40,11 @@ class Configurator:
             if node else []
         return {"state": "started", "operations": ops}
 
-    def unconfigure(self, step: Step, topology: Topology | None, site_options: dict) -> None:
+    def unconfigure(self, step: Step, topology: Topology | None, site_options: dict,
+                    host_for: Callable[[str], dict | None] | None = None) -> None:
+        """Undo a software instance being removed (Standard.stop, Standard.delete).
+        ``host_for(compute_node)`` gives the connection facts of its host, or None when
+        the host is gone or going too."""
         return None
 
     def estimate(self, site_options: dict) -> float:
@@ -366,7 +370,8 @@ def _software(ctx: StepContext, step: Step) -> StepOutcome:
     site_options = getattr(ctx.sites.get(step.site), "options", {}) or {}
     if step.action == DELETE:
         ctx.event(step, "deleting", f"removing software {step.instance}: {step.reason}")
-        ctx.configurator.unconfigure(step, ctx.topology, site_options)
+        ctx.configurator.unconfigure(step, ctx.topology, site_options,
+                                     host_for=lambda compute: _host(ctx, compute, step.index))
         ctx.forget(step.node, step.index, step.kind)
         return StepOutcome()
     if step.action != CONFIGURE:

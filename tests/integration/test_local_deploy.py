@@ -217,3 +217,46 @@ topology_template:
     failed = orch.apply(orch.plan(missing, name="absent").plan)
     (message,) = failed.run.failed.values()
     assert "role 'acme.absent'" in message and "ansible-galaxy role install" in message
+
+
+def test_removed_software_is_stopped_and_deleted_on_its_host(orch, tmp_path):
+    """Removing a software node while its server stays runs the node's Standard.stop and
+    Standard.delete there, with the inputs evaluated when it was configured."""
+    playbook = tmp_path / "note.yml"
+    playbook.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n"
+                        "    - name: Note the operation\n"
+                        "      ansible.builtin.shell: echo {{ tosca_operation }} {{ word }}"
+                        " >> /tmp/operations\n      changed_when: true\n")
+    node = f"""
+    app:
+      type: tosca.nodes.SoftwareComponent
+      requirements: [{{host: vm}}]
+      interfaces:
+        Standard:
+          configure: {{implementation: {playbook}, inputs: {{word: {{get_input: word}}}}}}
+          stop: {{implementation: {playbook}, inputs: {{word: {{get_input: word}}}}}}
+          delete: {{implementation: {playbook}, inputs: {{word: bye}}}}
+"""
+    base = """
+topology_template:
+  inputs:
+    word: {type: string, default: hello}
+  node_templates:
+    vm:
+      type: orchestrator.nodes.Compute
+"""
+    applied = orch.apply(orch.plan(es.write_template(tmp_path, base + node), name="undo").plan)
+    assert applied.run.ok, applied.run.failed
+    record = applied.deployment
+    key = os.path.join(os.environ["XDG_DATA_HOME"], "orchestrator", "deployments", record.id,
+                       "ssh", "id_ed25519")
+    vm = {(r.node, r.kind): r for r in orch.store.resources(record.id)}[("vm", "compute")]
+    assert _ssh(vm.attributes, key, "cat /tmp/operations").split("\n")[:1] == ["configure hello"]
+
+    plan = orch.plan(es.write_template(tmp_path, base, "without-app.yaml"), name="undo").plan
+    assert [(s.action, s.node) for s in plan.steps if s.kind == "software"] == \
+        [("delete", "app")]
+    assert orch.apply(plan).run.ok
+    assert _ssh(vm.attributes, key, "cat /tmp/operations").split() == \
+        ["configure", "hello", "stop", "hello", "delete", "bye"]
+    assert orch.delete("undo").ok
