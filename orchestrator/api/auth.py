@@ -15,17 +15,21 @@ the authorization and token endpoints, ``verify(id_token, audience=client_id)`` 
 token of an authorization-code login, ``principal(claims)`` for the user."""
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
 import time
 import urllib.request
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 API_TOKEN_PREFIX = "orch_"
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"]
 DISCOVERY_TTL_S = 3600.0
+VERIFIED_TTL_S = 60.0
+VERIFIED_MAX = 10_000
 
 
 class AuthError(Exception):
@@ -164,23 +168,84 @@ class OIDCVerifier:
                          name=claims.get("preferred_username") or claims.get("name"))
 
 
+class VerifiedTokens:
+    """Principals of recently verified OIDC tokens, keyed by the SHA-256 of the token (the
+    token itself is not kept). An entry lives ``ttl_s`` at most and never past the token's
+    ``exp``; the oldest entries go first when ``max_entries`` are held. A JWT cannot be
+    revoked before it expires, so a cached verdict says what a fresh check would say, except
+    that a key the issuer withdraws stops verifying tokens ``ttl_s`` later, not at once."""
+
+    def __init__(self, ttl_s: float = VERIFIED_TTL_S, max_entries: int = VERIFIED_MAX):
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8")).digest()
+
+    def get(self, token: str) -> Principal | None:
+        key = self._key(token)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= time.time():
+                del self._entries[key]
+                return None
+            return entry[1]
+
+    def put(self, token: str, principal: Principal, expires_at) -> None:
+        until = min(time.time() + self.ttl_s, float(expires_at))
+        if until <= time.time():
+            return
+        with self._lock:
+            self._entries[self._key(token)] = (until, principal)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; AuthError otherwise."""
+    if not authorization:
+        raise AuthError("no bearer token: send 'Authorization: Bearer <token>'")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("the Authorization header must be 'Bearer <token>'")
+    return token
+
+
 class Authenticator:
-    """Bearer token -> Principal, for OIDC tokens and the service's API tokens."""
+    """Bearer token -> Principal, for OIDC tokens (verified once, then remembered briefly:
+    ``VerifiedTokens``) and the service's API tokens (looked up in the store every time, so
+    a deleted one stops working at once on every replica)."""
 
     def __init__(self, verifier: OIDCVerifier, store):
         self.verifier = verifier
         self.store = store
+        self.verified = VerifiedTokens()
+
+    def remembered(self, authorization: str | None) -> Principal | None:
+        """The caller if the header carries an OIDC token verified moments ago; None when it
+        needs checking (no I/O: safe on the event loop)."""
+        try:
+            token = bearer_token(authorization)
+        except AuthError:
+            return None
+        return None if token.startswith(API_TOKEN_PREFIX) else self.verified.get(token)
 
     def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise AuthError("no bearer token: send 'Authorization: Bearer <token>'")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise AuthError("the Authorization header must be 'Bearer <token>'")
+        token = bearer_token(authorization)
         if token.startswith(API_TOKEN_PREFIX):
             return self._api_token(token)
-        return self.verifier.principal(self.verifier.verify(token))
+        found = self.verified.get(token)
+        if found is None:
+            claims = self.verifier.verify(token)
+            found = self.verifier.principal(claims)
+            self.verified.put(token, found, claims["exp"])
+        return found
 
     def _api_token(self, token: str) -> Principal:
         record = self.store.api_token(token)

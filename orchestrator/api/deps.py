@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.auth import Authenticator, AuthError, Principal
 from orchestrator.api.problems import forbidden, not_found, unauthorized
@@ -26,17 +27,25 @@ class ServiceContext:
     cache: dict = field(default_factory=dict)
 
 
-def context(request: Request) -> ServiceContext:
+async def context(request: Request) -> ServiceContext:
+    """The service context (async: FastAPI runs a sync dependency in its thread pool, a
+    thread hop for a plain attribute read)."""
     return request.app.state.orchestrator
 
 
-def principal(request: Request,
-              credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
-    """The authenticated caller (a sync dependency: token checks run off the event loop)."""
+async def principal(request: Request, credentials: HTTPAuthorizationCredentials | None
+                    = Depends(bearer)) -> Principal:
+    """The authenticated caller. A token verified moments ago is answered on the event loop;
+    anything that needs checking (a JWKS fetch, a signature, an API token lookup) runs in
+    the thread pool."""
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else \
         request.headers.get("authorization")
+    authenticator = request.app.state.orchestrator.authenticator
+    found = authenticator.remembered(header)
+    if found is not None:
+        return found
     try:
-        return context(request).authenticator.authenticate(header)
+        return await run_in_threadpool(authenticator.authenticate, header)
     except AuthError as exc:
         raise unauthorized(str(exc)) from exc
 
@@ -52,6 +61,15 @@ def visible_deployment(ctx: ServiceContext, who: Principal, deployment_id: str):
                                                                        record.group):
         raise not_found(f"no deployment with id {deployment_id!r}")
     return record
+
+
+def visible_summary(ctx: ServiceContext, who: Principal, deployment_id: str):
+    """The status columns of the deployment (``DeploymentSummary``, one query) if ``who``
+    may see it; 404 otherwise."""
+    summary = ctx.store.deployment_summary(deployment_id)
+    if summary is None or not who.can_see(summary.owner, summary.group):
+        raise not_found(f"no deployment with id {deployment_id!r}")
+    return summary
 
 
 def require_group(who: Principal, group: str | None) -> None:

@@ -11,9 +11,15 @@
 | ``ORCHESTRATOR_SECRET_KEY`` | Fernet key sealing credentials and secret inputs |
 | ``ORCHESTRATOR_WORKERS`` | worker threads of this replica (0: accept work, run none) |
 | ``ORCHESTRATOR_WORK_STALE_S`` | a running work item without heartbeat this long is resumed |
+| ``ORCHESTRATOR_WORKERS_PROCESS`` | ``1``: the workers run in a child process of the server (the \
+default, except for an in-memory database); ``0``: threads of the server process |
+| ``ORCHESTRATOR_WORKERS_NICE`` | how much lower the worker process's CPU priority is (default 5, \
+so the API's requests go first when both want the CPU; 0: the same) |
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +27,12 @@ from dataclasses import dataclass, field
 
 def _words(value: str | None) -> tuple[str, ...]:
     return tuple(w for w in re.split(r"[,\s]+", value or "") if w)
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None or not value.strip():
+        return None
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,9 @@ class ServiceSettings:
     poll_s: float = 0.5
     step_timeout_s: float = 1800.0
     public_url: str | None = None
+    # None: a child process unless the database is in memory (see api.workers).
+    workers_process: bool | None = None
+    workers_nice: int = 5
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -54,6 +69,24 @@ class ServiceSettings:
             secret_key=env.get("ORCHESTRATOR_SECRET_KEY") or None,
             workers=int(env.get("ORCHESTRATOR_WORKERS", "4")),
             work_stale_s=float(env.get("ORCHESTRATOR_WORK_STALE_S", "60")),
+            workers_process=_flag(env.get("ORCHESTRATOR_WORKERS_PROCESS")),
+            workers_nice=int(env.get("ORCHESTRATOR_WORKERS_NICE", "5")),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_json(self) -> str:
+        """The settings as JSON (for the worker process; it holds the secret key: never log
+        it, pass it through a pipe)."""
+        return json.dumps({f.name: sorted(v) if isinstance(v, frozenset) else v
+                           for f in dataclasses.fields(self)
+                           for v in [getattr(self, f.name)]})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServiceSettings:
+        values = json.loads(text)
+        for name in ("issuers", "groups_claims"):
+            values[name] = tuple(values[name])
+        for name in ("admin_groups", "admin_subjects"):
+            values[name] = frozenset(values[name])
         return cls(**values)

@@ -1,6 +1,14 @@
-"""Background workers: threads of this replica that claim queued work from the state store
-(several replicas share one PostgreSQL and never run the same work twice), run it through
-the orchestrator (plan + apply, or delete) while heartbeating it, and POST the callback.
+"""Background workers: threads that claim queued work from the state store (several replicas
+share one PostgreSQL and never run the same work twice), run it through the orchestrator
+(plan + apply, or delete) while heartbeating it, and POST the callback.
+
+The threads run in a child process of the server by default (``workers_process``), so that
+planning and applying, which are CPU work, do not take the interpreter lock from the
+requests the API serves (and, niced by ``workers_nice``, yield the CPU to them). The child
+shares the state database, dies with the server, and is restarted (its running work handed
+back to the queue) if it dies alone. It claims work in the server's name
+(``host:server-pid:token``), so other replicas judge that work by the server's life. An
+in-memory database cannot be shared: there the threads run in the server.
 
 A janitor thread hands the work of dead workers back to the queue: a worker process that is
 gone from this host at once, one on another host when its heartbeat is older than
@@ -9,28 +17,49 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 from orchestrator import service
 from orchestrator.api.routes import views
 from orchestrator.errors import OrchestratorError, StateLockedError
 
 log = logging.getLogger("orchestrator.api.workers")
+RESTART_DELAYS_S = (1, 2, 5, 10, 30)
+
+
+def new_worker_id(server_pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{server_pid or os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class WorkerPool:
-    def __init__(self, ctx):
+    def __init__(self, ctx, worker_id: str | None = None):
         self.ctx = ctx
         self.settings = ctx.settings
         self.store = ctx.store
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or new_worker_id()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._child: subprocess.Popen | None = None
+
+    def in_child_process(self) -> bool:
+        wanted = self.settings.workers_process
+        return not self.store.in_memory if wanted is None else bool(wanted)
 
     def start(self) -> None:
+        if self.in_child_process():
+            self._spawn(self._supervise, "worker-process")
+            return
+        self.start_threads()
+
+    def start_threads(self) -> None:
         self._spawn(self._janitor, "work-janitor")
         for index in range(self.settings.workers):
             self._spawn(self._loop, f"worker-{index}")
@@ -42,10 +71,54 @@ class WorkerPool:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop claiming; work still running is left to finish or, if the process exits
-        first, to be resumed by another worker."""
+        first, to be resumed by another worker. A worker process gets ``timeout_s`` to stop;
+        what it still ran is handed back to the queue at once."""
         self._stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout_s + 2)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         for thread in self._threads:
             thread.join(timeout_s)
+
+    # -- the worker process ---------------------------------------------------------------------
+    def _supervise(self) -> None:
+        """Run the worker process; restart it (its running work handed back) if it dies."""
+        failures = 0
+        while not self._stop.is_set():
+            child = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.api.workers", "--worker-id",
+                 self.worker_id, "--server-pid", str(os.getpid())],
+                stdin=subprocess.PIPE, text=True)
+            self._child = child
+            try:
+                child.stdin.write(self.settings.to_json() + "\n")
+                child.stdin.close()
+            except OSError:
+                pass
+            code = child.wait()
+            self._requeue_own_work()
+            if self._stop.is_set():
+                return
+            failures += 1
+            delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S)) - 1]
+            log.error("the worker process exited (%s); restarting it in %s s", code, delay)
+            self.worker_id = new_worker_id()
+            self._stop.wait(delay)
+
+    def _requeue_own_work(self) -> None:
+        try:
+            for item in self.store.requeue_work_of(self.worker_id):
+                self.store.add_event(item.deployment_id, "work-resumed",
+                                     f"{item.operation} handed back to the queue: the worker "
+                                     "process stopped", level="warning",
+                                     data={"work": item.id, "worker": item.claimed_by})
+        except Exception as exc:  # noqa: BLE001 - the database may be gone at shutdown
+            log.warning("handing back the work of %s failed: %s", self.worker_id, exc)
 
     # -- loops --------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -191,3 +264,55 @@ def notify(store, item) -> None:
             log.warning("callback for deployment %s failed (try %d): %s", item.deployment_id,
                         attempt + 1, exc)
         threading.Event().wait(1 + attempt)
+
+
+# -- the worker process's own side ----------------------------------------------------------------
+
+def _die_with(server_pid: int) -> None:
+    """Ask the kernel to kill this process when the server goes (Linux); elsewhere the
+    watch in ``child_main`` notices within a second."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != server_pid:
+        os._exit(0)
+
+
+def child_main(argv=None) -> int:
+    """``python -m orchestrator.api.workers --worker-id ID --server-pid PID``, the settings
+    as one JSON line on stdin: the worker threads of a server, in their own process."""
+    import argparse
+
+    from orchestrator.api.sealing import Sealer, install_redaction
+    from orchestrator.api.settings import ServiceSettings
+
+    parser = argparse.ArgumentParser(prog="orchestrator.api.workers")
+    parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--server-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with(args.server_pid)
+    settings = ServiceSettings.from_json(sys.stdin.readline())
+    if settings.workers_nice > 0:
+        os.nice(settings.workers_nice)  # background work yields the CPU to the API's requests
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s:  [workers] %(message)s")
+    install_redaction()
+    store = service.open_store(settings.db)
+    sealer = Sealer.from_settings(settings.secret_key, service.data_dir() / "server.key")
+    pool = WorkerPool(SimpleNamespace(settings=settings, store=store, sealer=sealer),
+                      worker_id=args.worker_id)
+    stopping = []  # set by a signal handler: a plain append, no lock to deadlock on
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.append(True))
+    pool.start_threads()
+    while not stopping and os.getppid() == args.server_pid:
+        time.sleep(0.2)
+    pool.stop()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

@@ -72,8 +72,10 @@ def create(url: URL) -> Engine:
                                connect_args={"check_same_thread": False})
     else:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Readers do not take turns (WAL): room for a connection per request thread (the
+        # server's thread pool has 40) besides the engine's writers, which take turns.
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                               pool_size=8, max_overflow=16, pool_timeout=60)
+                               pool_size=48, max_overflow=32, pool_timeout=60)
     event.listen(engine, "connect", _sqlite_settings)
     return engine
 

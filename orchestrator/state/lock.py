@@ -83,7 +83,19 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # exists, owned by someone else
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but nobody has reaped it yet (Linux): it holds nothing.
+    (A server killed with its worker process leaves the worker a zombie until its new
+    parent reaps it, and some container init processes never do.)"""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def take(session: Session, deployment_id: str, holder: str, now: datetime,

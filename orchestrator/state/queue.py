@@ -10,13 +10,23 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from orchestrator.state import lock
-from orchestrator.state.models import work
-from orchestrator.state.records import WORK_OPERATIONS, WorkRecord
+from orchestrator.state.models import deployments, work
+from orchestrator.state.records import WORK_OPERATIONS, DeploymentSummary, WorkRecord
 
 ACTIVE_WORK = ("queued", "running")
+# A status read: one indexed query with the pending work counted in it, built once.
+_PENDING = (select(func.count()).select_from(work)
+            .where(work.c.deployment_id == deployments.c.id, work.c.status.in_(ACTIVE_WORK))
+            .scalar_subquery())
+_SUMMARY = select(
+    deployments.c.id, deployments.c.name, deployments.c.owner, deployments.c.group_name,
+    deployments.c.status, deployments.c.status_reason, deployments.c.inputs,
+    deployments.c.outputs, deployments.c.serial, deployments.c.created_at,
+    deployments.c.updated_at, _PENDING.label("pending_work"),
+).where(deployments.c.id == bindparam("deployment_id"))
 
 
 def _now() -> datetime:
@@ -71,6 +81,18 @@ class WorkQueue:
                     return _work_record(row)
         return None
 
+    def requeue_work_of(self, worker: str) -> list[WorkRecord]:
+        """Hand the running work of ``worker`` (known to be dead) back to the queue."""
+        with self._transaction() as session:
+            rows = session.execute(select(work).where(work.c.status == "running",
+                                                      work.c.claimed_by == worker)
+                                   ).mappings().all()
+            session.execute(update(work).where(work.c.status == "running",
+                                               work.c.claimed_by == worker)
+                            .values(status="queued", claimed_by=None, heartbeat=None,
+                                    updated_at=_now()))
+        return [_work_record(row) for row in rows]
+
     def heartbeat_work(self, work_id: str, worker: str) -> bool:
         """False when ``worker`` no longer holds the work (it was taken for dead)."""
         with self._transaction() as session:
@@ -117,16 +139,30 @@ class WorkQueue:
             query = query.where(work.c.deployment_id == deployment_id)
         if status is not None:
             query = query.where(work.c.status == status)
-        with self._transaction() as session:
-            rows = session.execute(query).mappings().all()
+        with self._reading() as connection:
+            rows = connection.execute(query).mappings().all()
         return [_work_record(row) for row in rows]
 
     def pending_work(self, deployment_id: str) -> int:
         """How many operations on the deployment are queued or running."""
-        with self._transaction() as session:
-            return session.execute(select(func.count()).select_from(work).where(
+        with self._reading() as connection:
+            return connection.execute(select(func.count()).select_from(work).where(
                 work.c.deployment_id == deployment_id,
                 work.c.status.in_(ACTIVE_WORK))).scalar_one()
+
+    def deployment_summary(self, deployment_id: str) -> DeploymentSummary | None:
+        """The deployment's status columns and pending work count by id, in one query."""
+        with self._reading() as connection:
+            row = connection.execute(_SUMMARY, {"deployment_id": deployment_id}
+                                     ).mappings().one_or_none()
+        if row is None:
+            return None
+        return DeploymentSummary(
+            id=row["id"], name=row["name"], owner=row["owner"], group=row["group_name"],
+            status=row["status"], status_reason=row["status_reason"],
+            inputs=row["inputs"] or {}, outputs=row["outputs"] or {}, serial=row["serial"],
+            created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
+            pending_work=int(row["pending_work"]))
 
 
 def _dead(state: lock.LockState, now: datetime, stale_after: timedelta) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 DEPLOYMENT_STATUSES = (
@@ -52,6 +52,24 @@ class DeploymentRecord(_Record):
     created_at: datetime
     updated_at: datetime
     lock_acquired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentSummary(_Record):
+    """What a status read needs of a deployment (no plan, template or lock columns) and how
+    many operations on it are queued or running; one cheap query (``Store.deployment_summary``)."""
+    id: str
+    name: str
+    owner: str
+    group: str | None
+    status: str
+    status_reason: str | None
+    inputs: dict
+    outputs: dict
+    serial: int
+    created_at: datetime
+    updated_at: datetime
+    pending_work: int
 
 
 @dataclass(frozen=True)
@@ -116,3 +134,32 @@ class ApiTokenRecord(_Record):
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
+
+
+# -- rows of the tables to records --------------------------------------------------------------
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def deployment_from_row(row) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=row["id"], name=row["name"], owner=row["owner"], group=row["group_name"],
+        status=row["status"], status_reason=row["status_reason"],
+        template_path=row["template_path"], template_text=row["template_text"],
+        inputs=row["inputs"] or {}, outputs=row["outputs"] or {}, plan=row["plan"],
+        sites=row["sites"], serial=row["serial"], lock_holder=row["lock_holder"],
+        lock_heartbeat=as_utc(row["lock_heartbeat"]), created_at=as_utc(row["created_at"]),
+        updated_at=as_utc(row["updated_at"]), lock_acquired_at=as_utc(row["lock_acquired_at"]))
+
+
+def resource_from_row(row) -> ResourceRecord:
+    return ResourceRecord(
+        id=row["id"], deployment_id=row["deployment_id"], node=row["node"],
+        index=row["node_index"], kind=row["kind"], site=row["site"],
+        provider_id=row["provider_id"], status=row["status"],
+        attributes=row["attributes"] or {}, spec=row["spec"] or {},
+        created_at=as_utc(row["created_at"]), updated_at=as_utc(row["updated_at"]))

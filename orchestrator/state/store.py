@@ -28,6 +28,8 @@ from orchestrator.state.records import (
     DeploymentRecord,
     EventRecord,
     ResourceRecord,
+    deployment_from_row,
+    resource_from_row,
 )
 from orchestrator.state.tenancy import Tenancy
 
@@ -70,9 +72,22 @@ class Store(WorkQueue, Tenancy):
         # shared connection). Other processes still coordinate through SQLite's own locks.
         self._one_at_a_time = threading.RLock() if resolved.get_backend_name() == "sqlite" \
             else None
+        self._memory = db.is_memory(resolved)
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
+
+    @property
+    def in_memory(self) -> bool:
+        """True for an in-memory SQLite database, which no other process can open."""
+        return self._memory
+
+    @property
+    def reads_never_wait(self) -> bool:
+        """True for an SQLite file: a read is a local page read of a fraction of a millisecond
+        that never waits for the writer (WAL) or a network, so an event loop may do it itself
+        (handing it to a thread costs more than the read)."""
+        return self._one_at_a_time is not None and not self._memory
 
     def close(self) -> None:
         self._engine.dispose()
@@ -91,6 +106,18 @@ class Store(WorkQueue, Tenancy):
             return
         with self._one_at_a_time, self._sessions.begin() as session:
             yield session
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator:
+        """A connection for reads. SQLite in WAL mode lets readers run beside the writer, so
+        reads of a database file skip the writers' turn-taking lock (an in-memory database,
+        one shared connection, still takes it)."""
+        if self._memory:
+            with self._one_at_a_time, self._engine.connect() as connection:
+                yield connection
+            return
+        with self._engine.connect() as connection:
+            yield connection
 
     # deployments --------------------------------------------------------------------------
 
@@ -118,16 +145,16 @@ class Store(WorkQueue, Tenancy):
                        ) -> DeploymentRecord | None:
         """By id, else by name (within ``owner`` when given). A name that several owners use
         needs ``owner``: ValueError."""
-        with self._transaction() as session:
+        with self._reading() as connection:
             query = select(deployments).where(deployments.c.id == name_or_id)
             if owner is not None:
                 query = query.where(deployments.c.owner == owner)
-            row = session.execute(query).mappings().one_or_none()
+            row = connection.execute(query).mappings().one_or_none()
             if row is None:
                 query = select(deployments).where(deployments.c.name == name_or_id)
                 if owner is not None:
                     query = query.where(deployments.c.owner == owner)
-                rows = session.execute(query).mappings().all()
+                rows = connection.execute(query).mappings().all()
                 if len(rows) > 1:
                     owners = ", ".join(sorted(r["owner"] for r in rows))
                     raise ValueError(f"deployment name {name_or_id!r} is used by several "
@@ -146,8 +173,8 @@ class Store(WorkQueue, Tenancy):
             query = query.where(deployments.c.group_name == group)
         if status is not None:
             query = query.where(deployments.c.status == status)
-        with self._transaction() as session:
-            rows = session.execute(query).mappings().all()
+        with self._reading() as connection:
+            rows = connection.execute(query).mappings().all()
         return [self._deployment_record(row) for row in rows]
 
     def update_deployment(self, deployment_id: str, **fields) -> DeploymentRecord:
@@ -241,8 +268,8 @@ class Store(WorkQueue, Tenancy):
 
     def resources(self, deployment_id: str) -> list[ResourceRecord]:
         """Ordered by node, kind, index."""
-        with self._transaction() as session:
-            rows = session.execute(
+        with self._reading() as connection:
+            rows = connection.execute(
                 select(resources).where(resources.c.deployment_id == deployment_id)
                 .order_by(resources.c.node, resources.c.kind, resources.c.node_index)
             ).mappings().all()
@@ -288,8 +315,8 @@ class Store(WorkQueue, Tenancy):
                  .order_by(events.c.id))
         if limit is not None:
             query = query.limit(limit)
-        with self._transaction() as session:
-            rows = session.execute(query).mappings().all()
+        with self._reading() as connection:
+            rows = connection.execute(query).mappings().all()
         return [EventRecord(id=int(r["id"]), deployment_id=r["deployment_id"], ts=_utc(r["ts"]),
                             kind=r["kind"], level=r["level"], step=r["step"],
                             message=r["message"], data=r["data"] or {}) for r in rows]
@@ -376,25 +403,7 @@ class Store(WorkQueue, Tenancy):
             except (StateLockedError, LookupError):
                 return
 
-    # rows to records --------------------------------------------------------------------
+    # rows to records (orchestrator.state.records) -----------------------------------------
 
-    @staticmethod
-    def _deployment_record(row) -> DeploymentRecord:
-        return DeploymentRecord(
-            id=row["id"], name=row["name"], owner=row["owner"], group=row["group_name"],
-            status=row["status"], status_reason=row["status_reason"],
-            template_path=row["template_path"], template_text=row["template_text"],
-            inputs=row["inputs"] or {}, outputs=row["outputs"] or {}, plan=row["plan"],
-            sites=row["sites"], serial=row["serial"], lock_holder=row["lock_holder"],
-            lock_heartbeat=_utc(row["lock_heartbeat"]), created_at=_utc(row["created_at"]),
-            updated_at=_utc(row["updated_at"]), lock_acquired_at=_utc(row["lock_acquired_at"]))
-
-    @staticmethod
-    def _resource_record(row) -> ResourceRecord:
-        return ResourceRecord(
-            id=row["id"], deployment_id=row["deployment_id"], node=row["node"],
-            index=row["node_index"], kind=row["kind"], site=row["site"],
-            provider_id=row["provider_id"], status=row["status"],
-            attributes=row["attributes"] or {}, spec=row["spec"] or {},
-            created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]))
-
+    _deployment_record = staticmethod(deployment_from_row)
+    _resource_record = staticmethod(resource_from_row)

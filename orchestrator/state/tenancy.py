@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 
 from orchestrator.state.models import api_tokens, credentials
 from orchestrator.state.records import ApiTokenRecord
+
+# How stale ``last_used_at`` may get: a token used on every request is written once a minute,
+# not once a request (a write per read would make every authenticated GET a writer).
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def _now() -> datetime:
@@ -44,21 +48,22 @@ class Tenancy:
     def api_token(self, token: str) -> ApiTokenRecord | None:
         """The record of ``token`` if it exists and has not expired; notes its use."""
         digest = token_hash(token)
-        with self._transaction() as session:
-            row = session.execute(select(api_tokens).where(api_tokens.c.token_hash == digest)
-                                  ).mappings().one_or_none()
-            if row is None:
-                return None
-            expires = _utc(row["expires_at"])
-            if expires is not None and expires <= _now():
-                return None
-            session.execute(update(api_tokens).where(api_tokens.c.id == row["id"])
-                            .values(last_used_at=_now()))
+        with self._reading() as connection:
+            row = connection.execute(select(api_tokens).where(
+                api_tokens.c.token_hash == digest)).mappings().one_or_none()
+        now = _now()
+        if row is None or (row["expires_at"] is not None and _utc(row["expires_at"]) <= now):
+            return None
+        last_used = _utc(row["last_used_at"])
+        if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
+            with self._transaction() as session:
+                session.execute(update(api_tokens).where(api_tokens.c.id == row["id"])
+                                .values(last_used_at=now))
         return _token_record(row)
 
     def api_tokens(self, owner: str) -> list[ApiTokenRecord]:
-        with self._transaction() as session:
-            rows = session.execute(select(api_tokens).where(api_tokens.c.owner == owner)
+        with self._reading() as connection:
+            rows = connection.execute(select(api_tokens).where(api_tokens.c.owner == owner)
                                    .order_by(api_tokens.c.created_at)).mappings().all()
         return [_token_record(row) for row in rows]
 
@@ -81,14 +86,14 @@ class Tenancy:
 
     def sealed_credentials(self, owner: str) -> dict[str, str]:
         """{site: sealed credentials} of ``owner``."""
-        with self._transaction() as session:
-            rows = session.execute(select(credentials.c.site, credentials.c.sealed)
+        with self._reading() as connection:
+            rows = connection.execute(select(credentials.c.site, credentials.c.sealed)
                                    .where(credentials.c.owner == owner)).all()
         return {row.site: row.sealed for row in rows}
 
     def credential_sites(self, owner: str) -> list[dict]:
-        with self._transaction() as session:
-            rows = session.execute(select(credentials.c.site, credentials.c.updated_at)
+        with self._reading() as connection:
+            rows = connection.execute(select(credentials.c.site, credentials.c.updated_at)
                                    .where(credentials.c.owner == owner)
                                    .order_by(credentials.c.site)).all()
         return [{"site": r.site, "updated_at": _utc(r.updated_at).isoformat()} for r in rows]
