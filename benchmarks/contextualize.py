@@ -232,7 +232,7 @@ def print_report(data) -> None:
         print(f"{r['n']:>4}  {r['configure_s']:>15.2f}  {r['apply_s']:>8.2f}  "
               f"{r['ansible_first_s']:>11.2f}  {r['ansible_second_s']:>11.2f}")
     print("  configure phase: engine, first 'configuring' to last 'configured' event "
-          "(one ansible-runner run per host)")
+          "(the instances share one ansible-runner run per operation)")
     print("  ansible 1st/2nd: run_operation once over all N hosts (forks >= N), fresh "
           "then warm fact cache")
     print("\nTargets:")
