@@ -54,7 +54,8 @@ topology_template:
 
 RADL = """network private (outbound = 'no' and provider_id = '%(network)s')
 system node (
-  cpu.count >= 1 and memory.size >= 512m and instance_type = 'm1.tiny' and
+  cpu.count >= 1 and memory.size >= 512m and disk.0.free_size >= 1g and
+  instance_type = 'm1.tiny' and
   net_interface.0.connection = 'private' and
   disk.0.image.url = 'ost://127.0.0.1/%(image)s' and
   disk.0.os.name = 'linux' and disk.0.os.credentials.username = 'root'
@@ -123,7 +124,8 @@ def ours(cloud, workdir: Path, n: int, counter) -> dict:
     sites = run / "sites.yaml"
     sites.write_text(yaml.safe_dump({"sites": [{
         "name": "bench", "provider": "openstack", "credentials": {"cloud": "orch-main"},
-        "concurrency": 50, "options": {"clouds_file": str(cloud.clouds_file)}}]}))
+        "concurrency": 50, "options": {"clouds_file": str(cloud.clouds_file),
+                                        "reschedule_after_s": 60}}]}))
     template = run / "template.yaml"
     template.write_text(TEMPLATE % n)
     orch = es.orchestrator(run, str(sites), poll_interval_s=0.5)
@@ -290,7 +292,12 @@ def main(argv=None) -> int:
     try:
         for n in sizes:
             print(f"ours: {n} servers ...", file=sys.stderr)
-            results["ours"][n] = ours(cloud, workdir, n, counter)
+            try:
+                results["ours"][n] = ours(cloud, workdir, n, counter)
+            except Exception as exc:  # noqa: BLE001  (reported; the other sizes still run)
+                results["ours"][n] = {"ok": False, "failed": f"{type(exc).__name__}: {exc}",
+                                      "deploy_s": float("nan"), "deploy_calls": 0,
+                                      "delete_s": float("nan")}
         if args.with_im:
             venv = im_venv(args.im_venv, workdir)
             network, image = im_network(cloud)

@@ -156,10 +156,16 @@ def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict
         return {"site": site, "size_gib": math.ceil(gib) if isinstance(gib, (int, float))
                 else None, "volume_type": node.properties.get("volume_type") or
                 node.properties.get("type")}
-    if kind in ("network", "port"):
-        return {"site": site, "properties": digest(node.properties)}
+    if kind in ("network", "port"):  # the settings a provider acts on, and a digest of all
+        return {"site": site, "properties": digest(node.properties),
+                **{k: node.properties[k] for k in NETWORK_SETTINGS
+                   if node.properties.get(k) is not None}}
     return {"site": site, "properties": digest(node.properties),
             "operations": digest([o.to_dict() for o in node.operations])}
+
+
+NETWORK_SETTINGS = ("network_name", "network_id", "cidr", "existing", "ip_version",
+                    "gateway_ip", "start_ip", "end_ip", "dhcp_enabled")
 
 
 def _requirements(req) -> dict:
