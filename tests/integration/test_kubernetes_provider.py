@@ -454,3 +454,26 @@ def test_software_with_playbooks_is_refused_before_anything_is_made(tmp_path, fa
                                              r"its lifecycle operations"):
         orch.plan(es.write_template(tmp_path, body), name="k8s-playbook")
     assert ours(fake) == {}
+
+
+def test_unschedulable_pod_fails_over_to_the_next_site(tmp_path, fake, kubeconfig):
+    """A pod the cluster cannot schedule hands the instance to the next ranked site, with
+    the scheduler's reason kept in the events; nothing of ours stays in the cluster."""
+    k8s = {"name": "k8s", "provider": "kubernetes", "priority": 10,
+           "credentials": {"kubeconfig": kubeconfig, "context": "fake"},
+           "flavors": [{"name": "a100x4", "cpus": 16, "memory_mib": 65536,
+                        "gpus": {"count": 4, "vendor": "NVIDIA", "model": "A100"}}]}
+    sim = es.site("sim", tmp_path, priority=1)
+    sim["flavors"] = sim["flavors"] + [k8s["flavors"][0]]
+    orch = es.orchestrator(tmp_path, es.write_sites(tmp_path, k8s, sim))
+    plan = orch.plan(es.write_template(tmp_path, GPU_TEMPLATE), name="gpu-failover").plan
+    assert [s.site for s in plan.steps if s.kind == "compute"] == ["k8s"]
+    applied = orch.apply(plan)
+    assert applied.run.ok, applied.run.failed
+    rows = orch.store.resources(applied.deployment.id)
+    assert [(r.node, r.site) for r in rows if r.kind == "compute"] == [("trainer", "sim")]
+    events = " ".join(e.message for e in orch.events("gpu-failover"))
+    assert "Insufficient nvidia.com/gpu" in events
+    time.sleep(fake.namespace_delete_s * 2)
+    assert ours(fake) == {}
+    assert orch.delete("gpu-failover").ok
