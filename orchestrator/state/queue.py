@@ -8,13 +8,15 @@ that process is gone from this host or its heartbeat is older than the staleness
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from orchestrator.state import lock
 from orchestrator.state.models import deployments, work
 from orchestrator.state.records import WORK_OPERATIONS, DeploymentSummary, WorkRecord
+from orchestrator.state.records import as_utc as _utc
+from orchestrator.state.records import utc_now as _now
 
 ACTIVE_WORK = ("queued", "running")
 # A status read: one indexed query with the pending work counted in it, built once.
@@ -28,15 +30,6 @@ _SUMMARY = select(
     deployments.c.updated_at, _PENDING.label("pending_work"),
 ).where(deployments.c.id == bindparam("deployment_id"))
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class WorkQueue:

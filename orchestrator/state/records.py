@@ -138,6 +138,10 @@ class ApiTokenRecord(_Record):
 
 # -- rows of the tables to records --------------------------------------------------------------
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
     if value is None:

@@ -9,7 +9,6 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -31,24 +30,14 @@ from orchestrator.state.records import (
     deployment_from_row,
     resource_from_row,
 )
+from orchestrator.state.records import as_utc as _utc
+from orchestrator.state.records import utc_now as _now
 from orchestrator.state.tenancy import Tenancy
 
 DEPLOYMENT_FIELDS = frozenset({"status", "status_reason", "outputs", "inputs", "template_text",
                                "template_path", "plan", "sites"})
 RESOURCE_FIELDS = frozenset({"site", "provider_id", "status", "attributes", "spec"})
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 class Store(WorkQueue, Tenancy):

@@ -5,26 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 
 from orchestrator.state.models import api_tokens, credentials
 from orchestrator.state.records import ApiTokenRecord
+from orchestrator.state.records import as_utc as _utc
+from orchestrator.state.records import utc_now as _now
 
 # How stale ``last_used_at`` may get: a token used on every request is written once a minute,
 # not once a request (a write per read would make every authenticated GET a writer).
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def token_hash(token: str) -> str:
