@@ -20,7 +20,6 @@ from typing import Any
 @dataclass
 class _Batch:
     members: dict[int, Any] = field(default_factory=dict)
-    closed: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     results: dict[int, Any] = field(default_factory=dict)
 

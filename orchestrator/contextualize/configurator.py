@@ -193,12 +193,12 @@ class AnsibleConfigurator(Configurator):
         lookup = (host or {}).get("lookup") or self.lookup
         ops = {op.name: op for op in node.operations
                if _short(op.interface) == "Standard" and op.implementation}
-        work = [(name, str(self.resolve_implementation(ops[name].implementation, topology)),
-                 evaluate_inputs(ops[name].inputs, lookup)) for name in LIFECYCLE
-                if name in ops]
-        self._remember_undo(step, (host or {}).get("node"), [
-            (name, str(self.resolve_implementation(ops[name].implementation, topology)),
-             evaluate_inputs(ops[name].inputs, lookup)) for name in UNDO if name in ops])
+        def work_of(names: tuple) -> list:
+            return [(name, str(self.resolve_implementation(ops[name].implementation, topology)),
+                     evaluate_inputs(ops[name].inputs, lookup)) for name in names if name in ops]
+
+        work = work_of(LIFECYCLE)
+        self._remember_undo(step, (host or {}).get("node"), work_of(UNDO))
         member = {"host": target, "cluster_hosts": (host or {}).get("cluster_hosts")}
         batch = (host or {}).get("batch") or {}
         run = partial(self._lifecycle, step.node, work, self.galaxy_roles(node, topology))

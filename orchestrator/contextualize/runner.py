@@ -144,9 +144,9 @@ def _collect(run, operation: str, stdout: str, names: set[str]) -> OperationResu
     for event in run.events:
         data = event.get("event_data") or {}
         host, text = data.get("host"), event.get("stdout") or ""
-        for name in ([host] if host in lines else lines if not host else ()):
-            if text:
-                lines[name].append(text)
+        if text:  # a host's own lines to its log; play and task headers to every log
+            for name in ([host] if host else lines):
+                lines.get(name, []).append(text)
         if host:
             result.events.setdefault(host, []).append(
                 {k: event.get(k) for k in ("event", "counter", "stdout")}
@@ -205,18 +205,18 @@ def run_playbook(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pat
 def run_failure(result: OperationResult, label: str, host: str | None = None
                 ) -> ContextualizationError | None:
     """The error of a run (of one host of it when ``host`` is given), or None."""
-    if host is not None and host in result.failures:
-        task, message = result.failures[host]
-        return ContextualizationError(f"node {label} ({host}): operation {result.operation} "
+    failed = host if host is not None else next(iter(result.failures), None)
+    if failed in result.failures:
+        task, message = result.failures[failed]
+        return ContextualizationError(f"node {label} ({failed}): operation {result.operation} "
                                       f"failed at task '{task}': {message}")
-    if host is None and result.failures:
-        failed_host = next(iter(result.failures))
-        return run_failure(result, label, failed_host)
-    ran = host is not None and result.status == "failed" and bool(result.events.get(host))
-    if result.status != "successful" and not ran:
+    ran = host is not None and result.status in ("failed", "successful") \
+        and bool(result.events.get(host))
+    if (result.status != "successful" or result.rc != 0) and not ran:
+        status = "failed" if result.status == "successful" else result.status
         tail = "\n".join(result.stdout.strip().splitlines()[-5:])
         return ContextualizationError(f"node {label}: operation {result.operation} "
-                                      f"{result.status} (rc {result.rc}): {tail}")
+                                      f"{status} (rc {result.rc}): {tail}")
     return None
 
 
@@ -234,9 +234,6 @@ def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pa
                           timeout=timeout, check=check, roles_path=roles_path)
     label = node or ", ".join(sorted({str(h.get("node")) for h in hosts}))
     error = run_failure(result, label)
-    if error is None and result.rc != 0:
-        error = run_failure(OperationResult(operation, "failed", result.rc,
-                                            stdout=result.stdout), label)
     if error is not None:
         raise error
     return result
