@@ -6,6 +6,7 @@ site uses them, so ``orchestrator --help`` never loads a cloud SDK.
 """
 from __future__ import annotations
 
+import importlib.util
 import threading
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,9 @@ GROUP = "orchestrator.providers"
 #: the pip extra that installs each built-in provider's SDK
 EXTRAS = {"openstack": "openstack", "opennebula": "opennebula", "kubernetes": "kubernetes",
           "cloud": "cloud"}
+#: the module of that SDK: the providers import it lazily, so its absence is checked here
+SDK_MODULES = {"openstack": "openstack", "opennebula": "pyone", "kubernetes": "kubernetes",
+               "cloud": "libcloud"}
 
 _lock = threading.Lock()
 _instances: dict[str, Provider] = {}
@@ -50,6 +54,8 @@ def get_provider_class(name: str) -> type[Provider]:
             + (f" ({hint})" if hint else ""))
     try:
         cls = point.load()
+        if name in SDK_MODULES and importlib.util.find_spec(SDK_MODULES[name]) is None:
+            raise ModuleNotFoundError(f"No module named '{SDK_MODULES[name]}'")
     except ImportError as exc:
         extra = EXTRAS.get(name)
         how = f"; install it with: pip install 'tosca-orchestrator[{extra}]'" if extra else ""
