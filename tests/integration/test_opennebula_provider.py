@@ -30,9 +30,9 @@ from orchestrator.providers.opennebula.vmtemplate import vm_template
 from orchestrator.sites import Site
 from tests import engine_support as es
 from tests.conftest import ROOT
-from tests.one_server import FakeOpenNebula, parse_template
+from tests.one_server import parse_template
 
-PASSWORD = "s3cret-one-pass"
+from tests.integration.conftest import ONE_PASSWORD as PASSWORD  # noqa: E402
 GPU_PCI = {"A100": {"vendor": "10de", "device": "20b0", "class": "0302"}}
 IB_PCI = {"vendor": "15b3", "device": "101c", "class": "0207"}
 
@@ -55,21 +55,6 @@ topology_template:
     head_ip: {{value: {{get_attribute: [head, private_address]}}}}
     worker_ips: {{value: {{get_attribute: [{name}, private_address]}}}}
 """
-
-
-@pytest.fixture
-def one():
-    server = FakeOpenNebula(password=PASSWORD)
-    server.endpoint = server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def auth_file(tmp_path):
-    path = tmp_path / "one_auth"
-    path.write_text(f"oneadmin:{PASSWORD}\n")
-    return path
 
 
 def one_site(one, auth_file, name="one", **extra) -> dict:

@@ -24,23 +24,7 @@ from orchestrator.providers.base import (
 from orchestrator.providers.opennebula import OpenNebulaProvider
 from orchestrator.providers.opennebula import volumes as one_volumes
 from tests import engine_support as es
-from tests.integration.test_opennebula_provider import PASSWORD, cli, one_site, ours, site_object
-from tests.one_server import FakeOpenNebula
-
-
-@pytest.fixture
-def one():
-    server = FakeOpenNebula(password=PASSWORD)
-    server.endpoint = server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def auth_file(tmp_path):
-    path = tmp_path / "one_auth"
-    path.write_text(f"oneadmin:{PASSWORD}\n")
-    return path
+from tests.integration.test_opennebula_provider import cli, one_site, ours, site_object
 
 
 def attached(disk: str = "data", count: int = 1) -> str:
