@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -25,6 +26,8 @@ from orchestrator.engine.steps import StepContext, StepFailed, StepOutcome, run_
 from orchestrator.errors import OrchestratorError, ProviderError
 from orchestrator.plan.model import NOOP, Plan, Step
 from orchestrator.providers.base import ACTIVE, ERROR, TransientProviderError
+
+log = logging.getLogger("orchestrator.engine")
 
 
 @dataclass
@@ -179,6 +182,7 @@ class Executor:
         except (StepFailed, OrchestratorError) as exc:
             return self._fail_or_failover(step, str(exc))
         except Exception as exc:  # a bug must not leave the run hanging
+            log.error("step %s: internal error", step.id, exc_info=exc)
             return self._fail_or_failover(step, f"internal error: {type(exc).__name__}: {exc}")
         return self._settle(step, outcome)
 

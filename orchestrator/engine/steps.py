@@ -332,7 +332,7 @@ def _host(ctx: StepContext, node_name: str, index: int) -> dict | None:
         node = ctx.topology.nodes.get(node.host)
     if node is None or node.compute is None:
         return None
-    rows = ctx._cache()
+    rows = dict(ctx._cache())  # a copy: other steps' threads add rows while this one reads
     row = rows.get((node.name, index, "compute"))
     if row is None:
         return None
