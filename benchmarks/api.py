@@ -150,8 +150,20 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _is_worker_process(pid: int) -> bool:
+    try:
+        return b"orchestrator.api.workers" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def _server_cpu(pid: int) -> dict:
-    return {"api": _cpu_s(pid), "workers": sum(_cpu_s(c) for c in _children(pid))}
+    """CPU seconds of the API processes (the server and, with --api-workers, the processes
+    it spawned) and of the worker process, so far."""
+    children = _children(pid)
+    workers = [c for c in children if _is_worker_process(c)]
+    return {"api": _cpu_s(pid) + sum(_cpu_s(c) for c in children if c not in workers),
+            "workers": sum(_cpu_s(c) for c in workers)}
 
 
 # -- one phase: the load process against the server --------------------------------------------
@@ -288,7 +300,8 @@ def measure(args) -> dict:
         tmp = Path(folder)
         sites = es.write_sites(tmp, es.site("sim", tmp, latency={"boot": 0.5, "create": 0.02}))
         server = support.start_server(tmp, db=f"sqlite:///{tmp / 'state.db'}", sites=sites,
-                                      issuer=issuer.url, workers=2, extra_env=args.env)
+                                      issuer=issuer.url, workers=2, extra_env=args.env,
+                                      api_workers=args.api_workers)
         token_file = tmp / "token"
         token_file.write_text(issuer.token("bench", expires_in=3600))
         try:
@@ -303,7 +316,7 @@ def measure(args) -> dict:
             server.stop()
     busy = phases["busy"]["target"]
     return {"clients": args.clients, "seconds": args.seconds, "nodes": args.nodes,
-            "rate": args.rate, "server": _server_stack(), "cpus": os.cpu_count(),
+            "rate": args.rate, "api_workers": args.api_workers, "server": _server_stack(), "cpus": os.cpu_count(),
             "load_average": os.getloadavg(), "phases": phases,
             "target_p99_ms": TARGET_P99_MS,
             "target_met": busy is not None and busy["p99_ms"] < TARGET_P99_MS
@@ -323,7 +336,7 @@ def _report_phase(label: str, data: dict, clients: int) -> None:
                   f"{data[f'p50_ratio_{kind}']:.2f}  p99 {data[f'p99_ratio_{kind}']:.2f}")
     window = max(data["load_wall_s"], 1e-9)
     cpu = data["server_cpu_s"]
-    print(f"{'':36}CPU cores: load generator {data['load_cpu_s'] / window:.2f}, API process "
+    print(f"{'':36}CPU cores: load generator {data['load_cpu_s'] / window:.2f}, API process(es) "
           f"{cpu['api'] / window:.2f} ({data['api_cpu_ms_per_request']:.2f} ms per request), "
           f"worker process {cpu['workers'] / window:.2f}")
     if data.get("connection_errors"):
@@ -335,7 +348,8 @@ def _report_phase(label: str, data: dict, clients: int) -> None:
 
 
 def report(result: dict) -> None:
-    print(f"{result['server']}, {result['cpus']} CPUs, load average before the run "
+    print(f"{result['server']}, {result.get('api_workers', 1)} API process(es), "
+          f"{result['cpus']} CPUs, load average before the run "
           f"{result['load_average'][0]:.1f}; clients back to back unless 'paced' (requests per "
           "second per client)")
     for label, data in result["phases"].items():
@@ -358,6 +372,8 @@ def main() -> int:
                         "paced at RATE requests per second (an idle and a busy phase more)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the server (repeatable)")
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes of the "
+                        "server (orchestrator serve --api-workers)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.env = dict(item.split("=", 1) for item in args.env)

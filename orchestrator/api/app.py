@@ -11,7 +11,10 @@ or passes ``routers=[...]`` here."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
 import logging
+import os
 
 from fastapi import FastAPI
 
@@ -23,6 +26,11 @@ from orchestrator.api.sealing import Sealer, install_redaction
 from orchestrator.api.settings import ServiceSettings
 
 log = logging.getLogger("orchestrator.api")
+# How `orchestrator serve --api-workers N` hands its settings to the API processes that
+# uvicorn spawns. They inherit the server's environment; the secret key is left out of this
+# variable and read again from ORCHESTRATOR_SECRET_KEY (or the key file), where it came from.
+SETTINGS_ENV = "ORCHESTRATOR_SERVE_SETTINGS"
+DASHBOARD_ENV = "ORCHESTRATOR_SERVE_DASHBOARD"
 
 
 def build_context(settings: ServiceSettings) -> ServiceContext:
@@ -47,6 +55,11 @@ def create_app(settings: ServiceSettings | None = None, *, start_workers: bool =
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         install_redaction("uvicorn", "uvicorn.error", "uvicorn.access")
+        # What is alive now (modules, the app, the routes) lives as long as the process:
+        # keep it out of the cyclic collector's generations, so that collections during
+        # requests are short.
+        gc.collect()
+        gc.freeze()
         if start_workers and settings.workers > 0:
             ctx.workers = WorkerPool(ctx)
             ctx.workers.start()
@@ -67,3 +80,24 @@ def create_app(settings: ServiceSettings | None = None, *, start_workers: bool =
                    *routers):
         app.include_router(router)
     return app
+
+
+def create_app_from_environ() -> FastAPI:
+    """The app of one of several API processes (``orchestrator serve --api-workers N``):
+    settings from ``ORCHESTRATOR_SERVE_SETTINGS``; the server process, not this one, runs
+    the background workers."""
+    settings = ServiceSettings.from_json(os.environ[SETTINGS_ENV])
+    settings = dataclasses.replace(
+        settings, secret_key=os.environ.get("ORCHESTRATOR_SECRET_KEY") or None)
+    routers = []
+    if os.environ.get(DASHBOARD_ENV) == "1":
+        from orchestrator.dashboard import create_router
+
+        routers.append(create_router())
+    return create_app(settings, start_workers=False, routers=routers)
+
+
+def settings_environ(settings: ServiceSettings, dashboard: bool) -> dict[str, str]:
+    """The variables :func:`create_app_from_environ` reads (no secret key in them)."""
+    return {SETTINGS_ENV: dataclasses.replace(settings, secret_key=None).to_json(),
+            DASHBOARD_ENV: "1" if dashboard else "0"}

@@ -18,13 +18,18 @@ from orchestrator.cli.main import cli
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Worker threads running deployments (env ORCHESTRATOR_WORKERS, default 4; "
               "0 accepts work for other replicas).")
+@click.option("--api-workers", type=click.IntRange(min=1), default=1, show_default=True,
+              envvar="ORCHESTRATOR_API_WORKERS",
+              help="Processes serving HTTP requests on the same port (more CPUs, more "
+              "requests per second; needs a database file or PostgreSQL).")
 @click.option("--dashboard/--no-dashboard", default=True, show_default=True,
               envvar="ORCHESTRATOR_DASHBOARD",
               help="Serve the web dashboard at /ui (/ redirects to it).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_context
-def serve(ctx, host, port, issuers, audience, admin_groups, workers, dashboard, log_level):
+def serve(ctx, host, port, issuers, audience, admin_groups, workers, api_workers, dashboard,
+          log_level):
     """Serve the REST API (OpenAPI at /docs and /openapi.json) and the web dashboard (/ui).
     State in --db (SQLite by default; PostgreSQL for several replicas), sites from --sites."""
     try:
@@ -42,10 +47,43 @@ def serve(ctx, host, port, issuers, audience, admin_groups, workers, dashboard, 
     if not settings.issuers:
         raise click.UsageError("no OpenID Connect issuer: pass --issuer URL or set "
                                "ORCHESTRATOR_OIDC_ISSUERS")
+    options = dict(host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+    if api_workers > 1:
+        _serve_processes(settings, api_workers, dashboard, options)
+        return
     routers = []
     if dashboard:
         from orchestrator.dashboard import create_router
 
         routers.append(create_router())
-    uvicorn.run(create_app(settings, routers=routers), host=host, port=port,
-                log_level=log_level, access_log=log_level == "debug")
+    uvicorn.run(create_app(settings, routers=routers), **options)
+
+
+def _serve_processes(settings, api_workers: int, dashboard: bool, options: dict) -> None:
+    """``api_workers`` uvicorn processes share the listening socket; this process supervises
+    them (restarting one that dies) and runs the background workers, once for all of them."""
+    import os
+
+    import uvicorn
+
+    from orchestrator.api.app import build_context, settings_environ
+    from orchestrator.api.sealing import install_redaction
+    from orchestrator.api.workers import WorkerPool
+
+    install_redaction("uvicorn", "uvicorn.error")
+    ctx = build_context(settings)  # migrates the database and makes the key file, once
+    if ctx.store.in_memory:
+        ctx.store.close()
+        raise click.UsageError("--api-workers above 1 needs a database the processes can "
+                               "share: an SQLite file or PostgreSQL, not an in-memory one")
+    os.environ.update(settings_environ(settings, dashboard))
+    pool = WorkerPool(ctx) if settings.workers > 0 else None
+    if pool is not None:
+        pool.start()
+    try:
+        uvicorn.run("orchestrator.api.app:create_app_from_environ", factory=True,
+                    workers=api_workers, **options)
+    finally:
+        if pool is not None:
+            pool.stop()
+        ctx.store.close()

@@ -72,7 +72,8 @@ class Server:
 
 
 def start_server(tmp: Path, *, db: str, sites: str, issuer: str | list[str], name: str = "server",
-                 workers: int = 2, extra_env: dict | None = None) -> Server:
+                 workers: int = 2, extra_env: dict | None = None,
+                 api_workers: int = 1) -> Server:
     port = free_port()
     log = tmp / f"{name}.log"
     env = {**os.environ, "XDG_DATA_HOME": str(tmp / f"{name}-data"),
@@ -82,7 +83,8 @@ def start_server(tmp: Path, *, db: str, sites: str, issuer: str | list[str], nam
     env.pop("ORCHESTRATOR_URL", None)
     env.pop("ORCHESTRATOR_TOKEN", None)
     args = [sys.executable, "-m", "orchestrator", "--db", db, "--sites", sites, "serve",
-            "--port", str(port), "--audience", "orchestrator", "--workers", str(workers)]
+            "--port", str(port), "--audience", "orchestrator", "--workers", str(workers),
+            "--api-workers", str(api_workers)]
     for url in [issuer] if isinstance(issuer, str) else issuer:
         args += ["--issuer", url]
     handle = open(log, "w")
