@@ -94,10 +94,18 @@ def create_app_from_environ() -> FastAPI:
         from orchestrator.dashboard import create_router
 
         routers.append(create_router())
-    return create_app(settings, start_workers=False, routers=routers)
+    return served(create_app(settings, start_workers=False, routers=routers))
 
 
 def settings_environ(settings: ServiceSettings, dashboard: bool) -> dict[str, str]:
     """The variables :func:`create_app_from_environ` reads (no secret key in them)."""
     return {SETTINGS_ENV: dataclasses.replace(settings, secret_key=None).to_json(),
             DASHBOARD_ENV: "1" if dashboard else "0"}
+
+
+def served(app: FastAPI):
+    """The ASGI application a server runs: ``app`` behind the fast path of the route clients
+    poll (see :mod:`orchestrator.api.polling`)."""
+    from orchestrator.api.polling import PollingFastPath
+
+    return PollingFastPath(app, app.state.orchestrator)

@@ -35,7 +35,7 @@ def serve(ctx, host, port, issuers, audience, admin_groups, workers, api_workers
     try:
         import uvicorn
 
-        from orchestrator.api.app import create_app
+        from orchestrator.api.app import create_app, served
         from orchestrator.api.settings import ServiceSettings
     except ImportError as exc:  # pragma: no cover - the service extra is missing
         raise click.ClickException("the service needs FastAPI and uvicorn: pip install "
@@ -56,7 +56,7 @@ def serve(ctx, host, port, issuers, audience, admin_groups, workers, api_workers
         from orchestrator.dashboard import create_router
 
         routers.append(create_router())
-    uvicorn.run(create_app(settings, routers=routers), **options)
+    uvicorn.run(served(create_app(settings, routers=routers)), **options)
 
 
 def _serve_processes(settings, api_workers: int, dashboard: bool, options: dict) -> None:

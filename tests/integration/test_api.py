@@ -186,6 +186,33 @@ def test_api_tokens_for_ci(server, alice):
         assert ci.get("/v1/me").status_code == 401
 
 
+def test_the_polled_route_answers_alike_on_its_fast_path_and_through_the_app(server, issuer,
+                                                                            alice):
+    """GET /v1/deployments/{id} with a recently verified OIDC token is answered before
+    FastAPI's routing; with an API token (looked up every time) it goes through the app.
+    Both answers are the same, and so are the refusals."""
+    created = alice.post("/v1/deployments", json={"name": "polled",
+                                                  "template": support.template_text()})
+    deployment_id = created.json()["id"]
+    support.wait_for(alice, deployment_id)
+    alice.get("/v1/me")  # the token is verified now: the next read takes the fast path
+    fast = alice.get(f"/v1/deployments/{deployment_id}")
+    token = alice.post("/v1/tokens", json={"name": "poll"}).json()
+    with support.client(server, token["token"]) as ci:
+        slow = ci.get(f"/v1/deployments/{deployment_id}")
+    alice.delete(f"/v1/tokens/{token['id']}")
+    assert fast.status_code == slow.status_code == 200
+    assert fast.json() == slow.json() and fast.json()["status"] == "deployed"
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    with support.client(server, issuer.token("mallory")) as mallory:
+        mallory.get("/v1/me")
+        hidden = mallory.get(f"/v1/deployments/{deployment_id}")
+    assert hidden.status_code == 404
+    assert hidden.headers["content-type"] == "application/problem+json"
+    missing = alice.get("/v1/deployments/no-such-id")
+    assert missing.status_code == 404 and missing.json()["status"] == 404
+
+
 def test_remote_cli_prints_what_the_local_cli_prints(server, issuer, tmp_path):
     template = tmp_path / "remote-demo.yaml"
     template.write_text(support.template_text())
