@@ -30,8 +30,6 @@ mkdir -p pylib/ostack_fakemech-1.0.dist-info etc/{keystone,glance,placement,nova
 step "2. tiny launchers for things Debian ships only in the service packages"
 mk() { printf '#!/usr/bin/python3\nimport sys\nfrom %s import main\nsys.exit(main())\n' "$2" > bin/$1; chmod +x bin/$1; }
 mk nova-manage     nova.cmd.manage
-mk nova-conductor  nova.cmd.conductor
-mk nova-scheduler  nova.cmd.scheduler
 mk nova-compute    nova.cmd.compute
 mk glance-manage   glance.cmd.manage
 mk neutron-db-manage neutron.db.migration.cli
@@ -102,10 +100,33 @@ def _update_provider_tree(self, provider_tree, nodename, allocations=None):
 fake.FakeDriver.update_provider_tree = _update_provider_tree
 PYEOF
 printf '#!/usr/bin/python3\nimport sys\nimport nova.cmd  # eventlet monkey-patching first\nsys.path.insert(0, "%s/pylib")\nimport ostack_fakevirt  # noqa\nfrom nova.cmd.compute import main\nsys.exit(main())\n' "$OS_BASE" > bin/nova-compute
+# oslo.db opens every SQLite transaction with a deferred BEGIN. Nova reads a row and then
+# updates it in one transaction (instance.save(), instance mappings...); when another
+# process commits in between, SQLite (WAL) cannot upgrade the stale read to a write and
+# answers "database is locked" at once, without waiting for the busy timeout: under a burst
+# of boots a server went to ERROR ("Failure prepping block device") and deletes were
+# dropped. BEGIN IMMEDIATE takes the write lock up front, so such transactions wait their
+# turn instead (on MySQL/PostgreSQL, row locks and nova's deadlock retries do this).
+cat > pylib/ostack_sqlite.py <<'PYEOF'
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+def _begin_immediate(conn, cursor, statement, parameters, context, executemany):
+    if statement == 'BEGIN' and conn.dialect.name == 'sqlite':
+        return 'BEGIN IMMEDIATE', parameters
+    return statement, parameters
+
+
+event.listen(Engine, 'before_cursor_execute', _begin_immediate, retval=True)
+PYEOF
+for svc in conductor scheduler; do
+  printf '#!/usr/bin/python3\nimport sys\nimport nova.cmd  # eventlet monkey-patching first\nsys.path.insert(0, "%s/pylib")\nimport ostack_sqlite  # noqa\nfrom nova.cmd.%s import main\nsys.exit(main())\n' "$OS_BASE" $svc > bin/nova-$svc
+  chmod +x bin/nova-$svc
+done
 printf 'Metadata-Version: 2.1\nName: ostack-fakemech\nVersion: 1.0\n' > pylib/ostack_fakemech-1.0.dist-info/METADATA
 printf '[neutron.ml2.mechanism_drivers]\nbindall = ostack_fakemech:BindAllMechanismDriver\n' > pylib/ostack_fakemech-1.0.dist-info/entry_points.txt
-echo 'from nova.api.openstack.compute.wsgi import init_application
-application = init_application()' > wsgi/nova-api.py
+printf 'import sys\nsys.path.insert(0, "%s/pylib")\nimport ostack_sqlite  # noqa\nfrom nova.api.openstack.compute.wsgi import init_application\napplication = init_application()\n' "$OS_BASE" > wsgi/nova-api.py
 echo 'from glance.common.wsgi_app import init_app
 application = init_app()' > wsgi/glance-api.py
 
