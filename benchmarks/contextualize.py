@@ -197,19 +197,19 @@ KEYS = ("configure_s", "configure_span_s", "apply_s", "ansible_first_s", "ansibl
 
 
 def measure(sizes, repeat, timeout) -> list[dict]:
-    rows = []
-    for n in sizes:
-        runs = []
-        for i in range(repeat):
+    """Rounds of one run per size (1, 4, 8, 1, 4, 8...), so that a change in the machine's
+    load during the benchmark weighs on every size alike."""
+    runs: dict[int, list] = {n: [] for n in sizes}
+    for i in range(repeat):
+        for n in sizes:
             _progress(f"N={n} run {i + 1}/{repeat}")
             run = _run_worker(n, timeout)
             if "error" in run:
                 raise RuntimeError(f"N={n}: {run['error']}")
             _progress("  " + ", ".join(f"{k} {run[k]:.2f}" for k in KEYS))
-            runs.append(run)
-        rows.append({"n": n, "runs": runs,
-                     **{k: _median([r.get(k) for r in runs]) for k in KEYS}})
-    return rows
+            runs[n].append(run)
+    return [{"n": n, "runs": runs[n], **{k: _median([r.get(k) for r in runs[n]]) for k in KEYS}}
+            for n in sizes]
 
 
 def evaluate(rows) -> list[dict]:
