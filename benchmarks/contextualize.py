@@ -132,7 +132,8 @@ def _worker(spec: dict) -> int:
                           "ansible_port": a.get("ssh_port") or 22,
                           "ansible_user": a.get("ssh_user") or "root",
                           "ansible_ssh_private_key_file": key,
-                          "private_address": a.get("private_address")})
+                          "private_address": a.get("private_address"),
+                          "ssh_options": a.get("ssh_options") or {}})
         if len(hosts) != n:
             raise RuntimeError(f"expected {n} compute rows, got {len(hosts)}")
         extravars = {"os_users": OS_USERS,

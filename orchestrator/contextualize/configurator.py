@@ -25,6 +25,7 @@ compute instance the software node (``step.node``, ``step.index``) is hosted on:
       "ansible_ssh_private_key_file": "/data/deployment/id_ed25519",
       "private_address": "10.88.0.7",     # cluster-internal address (/etc/hosts)
       "jump_host": "root@1.2.3.4:22",     # optional ProxyJump when ansible_host is None
+      "ssh_options": {"KexAlgorithms": "curve25519-sha256"},   # optional ssh -o options
       "cluster_hosts": [{"name": "vm-0", "address": "10.88.0.7"}, ...],   # optional
       "vars": {...},                      # optional extra host vars
       "lookup": callable,                 # optional, see above

@@ -6,6 +6,9 @@ A host description is a plain dict (see ``configurator`` for the full contract):
      "ansible_host": "127.0.0.1", "ansible_port": 40022, "ansible_user": "root",
      "ansible_ssh_private_key_file": "/path/to/key",
      "private_address": "10.88.0.7",            # for /etc/hosts (cluster_hosts)
+     "ssh_options": {"KexAlgorithms": "curve25519-sha256"},
+                                                # optional: more ``ssh -o`` options (the
+                                                # provider's ``ssh_options`` attribute)
      "jump_host": {"host": "1.2.3.4", "port": 22, "user": "root"},
                                                 # optional: used when ansible_host is unset
                                                 # (also "user@host:port"); reached with
@@ -52,15 +55,23 @@ def _jump(spec) -> tuple[str, int, str]:
     return address, int(port or 22), user or "root"
 
 
+def _ssh_options(host: dict) -> str:
+    """The fixed options plus the host's ``ssh_options``."""
+    extra = host.get("ssh_options") or {}
+    return " ".join([SSH_COMMON_ARGS] + [f"-o {shlex.quote(f'{name}={value}')}"
+                                         for name, value in sorted(extra.items())])
+
+
 def ssh_common_args(host: dict) -> str:
     """SSH options; a host without a reachable address goes through its jump host with a
     ProxyCommand that uses the same private key (ProxyJump would not pass the key on)."""
-    args = SSH_COMMON_ARGS
+    options = _ssh_options(host)
+    args = options
     if not host.get("ansible_host") and host.get("jump_host"):
         address, port, user = _jump(host["jump_host"])
         key = host.get("ansible_ssh_private_key_file")
         identity = f"-i {shlex.quote(str(key))} " if key else ""
-        proxy = (f"ssh {identity}-p {port} {SSH_COMMON_ARGS} -o LogLevel=ERROR -W %h:%p "
+        proxy = (f"ssh {identity}-p {port} {options} -o LogLevel=ERROR -W %h:%p "
                  f"{shlex.quote(user)}@{shlex.quote(address)}")
         args += f" -o ProxyCommand={shlex.quote(proxy)}"
     return args

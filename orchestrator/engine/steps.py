@@ -357,6 +357,7 @@ def _host(ctx: StepContext, node_name: str, index: int) -> dict | None:
         "ansible_ssh_private_key_file": f"{ctx.workdir}/ssh/id_ed25519" if ctx.workdir
         else None,
         "private_address": attributes.get("private_address"),
+        "ssh_options": attributes.get("ssh_options") or {},
         "cluster_hosts": [{"name": f"{r.node}-{r.index}",
                            "address": (r.attributes or {}).get("private_address")}
                           for (n, i, kind), r in sorted(rows.items())

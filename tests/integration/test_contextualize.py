@@ -191,7 +191,8 @@ def test_inventory_groups_hosts_and_jump_host(tmp_path):
               "ansible_ssh_private_key_file": "/k", "private_address": "10.0.0.5",
               "properties": {"size": 3, "unset": None}},
              {"node": "vm", "index": 1, "ansible_host": None, "private_address": "10.0.0.6",
-              "jump_host": "root@127.0.0.1:2200"}]
+              "jump_host": "root@127.0.0.1:2200",
+              "ssh_options": {"KexAlgorithms": "curve25519-sha256"}}]
     inventory = build_inventory(hosts)
     group = inventory["all"]["children"]["vm"]["hosts"]
     assert set(group) == {"vm-0", "vm-1"}
@@ -202,6 +203,9 @@ def test_inventory_groups_hosts_and_jump_host(tmp_path):
     proxy = group["vm-1"]["ansible_ssh_common_args"]
     assert "-o ProxyCommand=" in proxy and "-p 2200" in proxy and "root@127.0.0.1" in proxy
     assert "-W %h:%p" in proxy
+    # a host's ssh_options reach ssh, and the jump to it; not another host's
+    assert proxy.count("-o KexAlgorithms=curve25519-sha256") == 2
+    assert "KexAlgorithms" not in group["vm-0"]["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=no" in group["vm-1"]["ansible_ssh_common_args"]
     assert cluster_hosts(hosts)[1] == {"name": "vm-1", "address": "10.0.0.6"}
 

@@ -38,7 +38,7 @@ from orchestrator.providers.local.image import DEFAULT_IMAGE, can_build, ensure_
 from orchestrator.providers.local.runtime import DEFAULT_ULIMITS, Runtime, tail
 
 OPTIONS = ("engine", "runtime", "ulimits", "image", "image_name", "ca_bundle",
-           "share_ca_bundle", "resource_limits", "mirror", "timeout")
+           "share_ca_bundle", "resource_limits", "mirror", "timeout", "ssh_options")
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 _LIMIT_ERRORS = ("cgroup", "cpu", "memory", "controller", "not supported")
 _HEX = re.compile(r"^[0-9a-f]{12,64}$")
@@ -273,10 +273,12 @@ class LocalProvider(Provider):
             if entry is None:
                 result[provider_id] = Resource(provider_id, "compute", DELETED)
                 continue
-            attrs = nodes.compute_resource(entry, extra.get(entry["Id"]), False)
+            attrs = nodes.compute_resource(entry, extra.get(entry["Id"]), False,
+                                           self.options.get("ssh_options"))
             up = nodes.sshd_answers(attrs.attributes.get("ssh_port")) \
                 if nodes.container_state(entry) == "running" else False
-            resource = nodes.compute_resource(entry, extra.get(entry["Id"]), up)
+            resource = nodes.compute_resource(entry, extra.get(entry["Id"]), up,
+                                              self.options.get("ssh_options"))
             if resource.fault:
                 logs = self.runtime.run(["logs", "--tail", "5", entry["Id"]], check=False)
                 resource = Resource(provider_id, "compute", resource.status, resource.tags,
