@@ -1,7 +1,8 @@
 """OpenStack benchmark: wall time and API calls to deploy N servers on a real (local)
 OpenStack, ours beside the Infrastructure Manager's OpenStack connector.
 
-    python benchmarks/openstack.py [--sizes 20,50] [--with-im] [--im-venv DIR] [--json]
+    python benchmarks/openstack.py [--sizes 20,50] [--repeat R] [--with-im] [--im-venv DIR]
+                                   [--json]
 
 The local OpenStack of tests/e2e/openstack/ is used: the one running in
 $ORCHESTRATOR_OPENSTACK_DIR, else one started for this run in a temporary directory
@@ -13,14 +14,18 @@ $ORCHESTRATOR_OPENSTACK_DIR, else one started for this run in a temporary direct
 * IM (``--with-im``): the Infrastructure Manager 2.0 REST service, started from its own
   virtual environment (``--im-venv``, default $IM_VENV or a new one under a temporary
   directory, made with ``pip install im==2.0.0``), given a RADL with N VMs on the same
-  project, image and a private network, without contextualisation; timed until every VM
-  is ``running``, then destroyed.
+  project, image, flavor (m1.tiny) and a private network, without contextualisation,
+  launching up to 50 VMs at once as ours does; timed until every VM is ``running``, then
+  destroyed.
 
 API calls are counted on the client side the same way for both: every HTTP request the
 process sends through ``requests`` (openstacksdk/keystoneauth and libcloud both use it),
-Keystone token requests included. Ratios are IM / ours (above 1: we are faster or make
-fewer calls). Servers on Nova's fake virt driver become ACTIVE in seconds, so the times
-measure the orchestrators and the control plane, not a hypervisor.
+Keystone token requests included, separately for deploy and delete. Each size runs
+``--repeat`` times per side (sides alternating); the report gives medians, with the range,
+of the successful runs, and ratios IM / ours of the medians (above 1: we are faster or
+make fewer calls) only where both sides succeeded. A failed run is reported as such and
+makes the exit status 2. Servers on Nova's fake virt driver become ACTIVE in seconds, so
+the times measure the orchestrators and the control plane, not a hypervisor.
 """
 from __future__ import annotations
 
@@ -52,9 +57,13 @@ topology_template:
         scalable: {properties: {count: %d}}
 """
 
+# IM's OpenStack connector picks the cheapest flavor with vcpus >= cpu.count, ram >=
+# memory.size and disk >= disks.free_size (5 GB when the RADL gives neither that nor
+# disk.0.size, which m1.tiny's 1 GB disk fails; disk.0.size would also make it boot from a
+# new volume) whose name is instance_type: m1.tiny, as ours.
 RADL = """network private (outbound = 'no' and provider_id = '%(network)s')
 system node (
-  cpu.count >= 1 and memory.size >= 512m and disk.0.free_size >= 1g and
+  cpu.count >= 1 and memory.size >= 512m and disks.free_size >= 1g and
   instance_type = 'm1.tiny' and
   net_interface.0.connection = 'private' and
   disk.0.image.url = 'ost://127.0.0.1/%(image)s' and
@@ -97,11 +106,22 @@ def reset():
 def _dump():
     path = os.environ.get("OPENSTACK_CALLS_FILE")
     if path:
-        with open(path, "w") as handle:
+        with open(path + ".tmp", "w") as handle:
             json.dump(api_calls(), handle)
+        os.replace(path + ".tmp", path)
+
+
+def _dump_often():
+    # IM is stopped with a signal, which skips atexit: the counts are kept current instead
+    import time
+    while True:
+        time.sleep(0.2)
+        _dump()
 
 
 atexit.register(_dump)
+if os.environ.get("OPENSTACK_CALLS_FILE"):
+    threading.Thread(target=_dump_often, daemon=True).start()
 '''
 
 
@@ -110,16 +130,16 @@ def _counter(workdir: Path):
     path = workdir / "api_counter.py"
     path.write_text(COUNTER)
     sys.path.insert(0, str(workdir))
-    import api_counter  # noqa: E402  (written just above)
+    import api_counter  # written just above
     return api_counter
 
 
-def ours(cloud, workdir: Path, n: int, counter) -> dict:
+def ours(cloud, workdir: Path, n: int, counter, attempt: int = 1) -> dict:
     import yaml
 
     from tests import engine_support as es
 
-    run = workdir / f"ours-{n}"
+    run = workdir / f"ours-{n}-{attempt}"
     run.mkdir()
     sites = run / "sites.yaml"
     sites.write_text(yaml.safe_dump({"sites": [{
@@ -141,16 +161,21 @@ def ours(cloud, workdir: Path, n: int, counter) -> dict:
     start = time.perf_counter()
     deleted = orch.delete(name)
     delete_s = time.perf_counter() - start
-    return {"ok": bool(ok and deleted.ok), "deploy_s": deploy_s, "delete_s": delete_s,
+    failed = dict(applied.run.failed)
+    if not ok and not failed:
+        failed["deploy"] = f"fewer than {n} servers active"
+    if deleted is None or not deleted.ok:
+        failed["delete"] = "; ".join(f"{k}: {v}" for k, v in
+                                     (deleted.failed if deleted else {}).items()) or "failed"
+    return {"ok": not failed, "deploy_s": deploy_s, "delete_s": delete_s,
             "deploy_calls": sum(deploy_calls.values()), "calls_by_port": deploy_calls,
-            "delete_calls": sum(counter.api_calls().values()),
-            "failed": applied.run.failed}
+            "delete_calls": sum(counter.api_calls().values()), "failed": failed}
 
 
 IM_LAUNCHER = r"""
 import sys
 sys.path.insert(0, sys.argv[3])
-import api_counter  # counts this process's HTTP requests, written at exit
+import api_counter  # counts this process's HTTP requests into $OPENSTACK_CALLS_FILE
 from IM.config import Config
 port, work = int(sys.argv[1]), sys.argv[2]
 Config.REST_ADDRESS, Config.REST_PORT = "127.0.0.1", port
@@ -175,19 +200,20 @@ def im_venv(requested: str | None, workdir: Path) -> Path:
     return venv
 
 
-def im(cloud, workdir: Path, n: int, venv: Path, network: str, image: str) -> dict:
+def im(cloud, workdir: Path, n: int, venv: Path, network: str, image: str,
+       attempt: int = 1) -> dict:
     import signal
     import socket
     import urllib.request
 
-    run = workdir / f"im-{n}"
+    run = workdir / f"im-{n}-{attempt}"
     run.mkdir()
     (run / "launch_im.py").write_text(IM_LAUNCHER)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     calls_file = run / "calls.json"
-    log = open(run / "im.out", "w")
+    log = open(run / "im.out", "w")  # noqa: SIM115  (closed in the finally below)
     process = subprocess.Popen(
         [str(venv / "bin" / "python"), str(run / "launch_im.py"), str(port), str(run),
          str(workdir)], stdout=log, stderr=subprocess.STDOUT, cwd=run,
@@ -232,9 +258,11 @@ def im(cloud, workdir: Path, n: int, venv: Path, network: str, image: str) -> di
         deploy_s = time.perf_counter() - start
         running = sum(1 for s in states.values() if s in ("running", "configured",
                                                           "unconfigured"))
+        deploy_calls = _calls_of(calls_file)
         start = time.perf_counter()
         call("DELETE", f"/infrastructures/{inf}")
         delete_s = time.perf_counter() - start
+        all_calls = _calls_of(calls_file)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -243,9 +271,18 @@ def im(cloud, workdir: Path, n: int, venv: Path, network: str, image: str) -> di
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         log.close()
-    calls = json.loads(calls_file.read_text()) if calls_file.exists() else {}
+    if not all_calls:
+        raise RuntimeError(f"IM's API calls were not counted (no {calls_file})")
     return {"ok": running == n, "deploy_s": deploy_s, "delete_s": delete_s,
-            "vms_running": running, "calls_total": sum(calls.values()), "calls_by_port": calls}
+            "vms_running": running, "states": sorted(set(states.values())),
+            "deploy_calls": sum(deploy_calls.values()), "calls_by_port": deploy_calls,
+            "delete_calls": sum(all_calls.values()) - sum(deploy_calls.values())}
+
+
+def _calls_of(path: Path) -> dict:
+    """IM's counts so far (its process rewrites the file every 0.2 s)."""
+    time.sleep(0.5)
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def cloud_user():
@@ -275,6 +312,7 @@ def im_network(cloud) -> tuple[str, str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20,50")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size and side")
     parser.add_argument("--with-im", action="store_true")
     parser.add_argument("--im-venv", default=None)
     parser.add_argument("--json", action="store_true")
@@ -288,51 +326,97 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-openstack-"))
     counter = _counter(workdir)
     cloud = harness.up(workdir / "cloud")
-    results: dict = {"sizes": sizes, "ours": {}, "im": {}}
+    results: dict = {"sizes": sizes, "repeat": args.repeat,
+                     "ours": {n: [] for n in sizes}, "im": {n: [] for n in sizes} if
+                     args.with_im else {}}
     try:
-        for n in sizes:
-            print(f"ours: {n} servers ...", file=sys.stderr)
-            try:
-                results["ours"][n] = ours(cloud, workdir, n, counter)
-            except Exception as exc:  # noqa: BLE001  (reported; the other sizes still run)
-                results["ours"][n] = {"ok": False, "failed": f"{type(exc).__name__}: {exc}",
-                                      "deploy_s": float("nan"), "deploy_calls": 0,
-                                      "delete_s": float("nan")}
+        venv = network = image = None
         if args.with_im:
             venv = im_venv(args.im_venv, workdir)
             network, image = im_network(cloud)
+        for attempt in range(1, args.repeat + 1):
             for n in sizes:
-                print(f"IM: {n} VMs ...", file=sys.stderr)
+                print(f"[{attempt}/{args.repeat}] ours: {n} servers ...", file=sys.stderr)
                 try:
-                    results["im"][n] = im(cloud, workdir, n, venv, network, image)
+                    run = ours(cloud, workdir, n, counter, attempt)
+                except Exception as exc:  # noqa: BLE001  (reported; the other runs go on)
+                    run = {"ok": False, "failed": f"{type(exc).__name__}: {exc}"}
+                results["ours"][n].append(run)
+                _progress("ours", run)
+                if not args.with_im:
+                    continue
+                print(f"[{attempt}/{args.repeat}] IM: {n} VMs ...", file=sys.stderr)
+                try:
+                    run = im(cloud, workdir, n, venv, network, image, attempt)
                 except Exception as exc:  # noqa: BLE001  (reported, ours still printed)
-                    results["im"][n] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                    run = {"ok": False, "failed": f"{type(exc).__name__}: {exc}"}
+                results["im"][n].append(run)
+                _progress("IM", run)
     finally:
         cloud.stop()
     report(results, args.json)
-    return 0 if all(r["ok"] for r in results["ours"].values()) else 2
+    failed = [run for side in ("ours", "im") for runs in results[side].values()
+              for run in runs if not run["ok"]]
+    return 2 if failed else 0
+
+
+def _progress(side: str, run: dict) -> None:
+    if run["ok"]:
+        print(f"  {side}: deploy {run['deploy_s']:.1f} s, {run['deploy_calls']} calls; "
+              f"delete {run['delete_s']:.1f} s, {run['delete_calls']} calls", file=sys.stderr)
+    else:
+        print(f"  {side} FAILED: {run.get('failed')}", file=sys.stderr)
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+    return statistics.median(values)
+
+
+def _summary(runs: list[dict], key: str) -> str:
+    """'median' or 'median (min-max)' over the successful runs."""
+    values = [run[key] for run in runs if run["ok"]]
+    if not values:
+        return "-"
+    text = f"{_median(values):.1f}" if isinstance(values[0], float) else f"{_median(values):g}"
+    if len(values) > 1:
+        low, high = min(values), max(values)
+        text += f" ({low:.1f}-{high:.1f})" if isinstance(low, float) else f" ({low}-{high})"
+    return text
 
 
 def report(results: dict, as_json: bool) -> None:
+    """Medians (with the range when a size ran more than once) of the successful runs;
+    ratios IM / ours only where both sides succeeded; failed runs are listed."""
     if as_json:
         print(json.dumps(results, indent=2, default=str))
         return
-    print(f"{'N':>4} {'ours deploy s':>14} {'calls':>6} {'delete s':>9} "
-          f"{'IM deploy s':>12} {'calls':>6} {'time IM/ours':>13} {'calls IM/ours':>14}")
+    columns = ("deploy s", "deploy calls", "delete s", "delete calls")
+    keys = ("deploy_s", "deploy_calls", "delete_s", "delete_calls")
+    sides = [s for s in ("ours", "im") if results[s]]
+    print(f"{'N':>4} {'side':<5} " + " ".join(f"{c:>19}" for c in columns) + "  runs ok")
     for n in results["sizes"]:
-        mine = results["ours"][n]
-        theirs = results["im"].get(n) or {}
-        line = (f"{n:>4} {mine['deploy_s']:>14.1f} {mine['deploy_calls']:>6} "
-                f"{mine['delete_s']:>9.1f}")
-        if theirs.get("deploy_s") is not None:
-            line += (f" {theirs['deploy_s']:>12.1f} {theirs['calls_total']:>6} "
-                     f"{theirs['deploy_s'] / mine['deploy_s']:>13.2f} "
-                     f"{theirs['calls_total'] / max(1, mine['deploy_calls']):>14.2f}")
-            if not theirs.get("ok"):
-                line += f"  (IM: {theirs.get('vms_running')} of {n} running)"
-        elif theirs:
-            line += f"  IM failed: {theirs.get('error')}"
-        print(line + ("" if mine["ok"] else "  OURS FAILED: " + str(mine["failed"])))
+        for side in sides:
+            runs = results[side][n]
+            ok = sum(1 for run in runs if run["ok"])
+            print(f"{n:>4} {side:<5} " + " ".join(f"{_summary(runs, k):>19}" for k in keys)
+                  + f"  {ok}/{len(runs)}")
+        if "im" in sides:
+            mine = [r for r in results["ours"][n] if r["ok"]]
+            theirs = [r for r in results["im"][n] if r["ok"]]
+            if mine and theirs:
+                ratios = [f"{label} IM/ours {_median([r[k] for r in theirs]) / _median([r[k] for r in mine]):.2f}"
+                          for label, k in (("time", "deploy_s"), ("calls", "deploy_calls"))]
+                print(f"{n:>4} ratio " + ", ".join(ratios) + " (medians)")
+            else:
+                print(f"{n:>4} ratio - (no successful run on one side)")
+    for side in sides:
+        for n in results["sizes"]:
+            for number, run in enumerate(results[side][n], 1):
+                if not run["ok"]:
+                    detail = run.get("failed") or f"{run.get('vms_running')} of {n} running, " \
+                        f"states {run.get('states')}"
+                    print(f"FAILED {side} N={n} run {number}: {detail}")
 
 
 if __name__ == "__main__":
