@@ -316,7 +316,8 @@ def measure(args) -> dict:
             server.stop()
     busy = phases["busy"]["target"]
     return {"clients": args.clients, "seconds": args.seconds, "nodes": args.nodes,
-            "rate": args.rate, "api_workers": args.api_workers, "server": _server_stack(), "cpus": os.cpu_count(),
+            "rate": args.rate, "api_workers": args.api_workers, "server": _server_stack(),
+            "cpus": os.cpu_count(),
             "load_average": os.getloadavg(), "phases": phases,
             "target_p99_ms": TARGET_P99_MS,
             "target_met": busy is not None and busy["p99_ms"] < TARGET_P99_MS

@@ -405,8 +405,10 @@ def report(results: dict, as_json: bool) -> None:
             mine = [r for r in results["ours"][n] if r["ok"]]
             theirs = [r for r in results["im"][n] if r["ok"]]
             if mine and theirs:
-                ratios = [f"{label} IM/ours {_median([r[k] for r in theirs]) / _median([r[k] for r in mine]):.2f}"
-                          for label, k in (("time", "deploy_s"), ("calls", "deploy_calls"))]
+                ratios = []
+                for label, k in (("time", "deploy_s"), ("calls", "deploy_calls")):
+                    ratio = _median([r[k] for r in theirs]) / _median([r[k] for r in mine])
+                    ratios.append(f"{label} IM/ours {ratio:.2f}")
                 print(f"{n:>4} ratio " + ", ".join(ratios) + " (medians)")
             else:
                 print(f"{n:>4} ratio - (no successful run on one side)")
