@@ -113,9 +113,23 @@ def catalogue(fmt):
     sys.exit(EXIT_OK if all(e.valid for e in entries) else EXIT_FAILED)
 
 
+def _logging(debug: bool) -> None:
+    """The CLI speaks through its own messages: log records of libraries (an SDK's warnings)
+    and of the engine (an internal error's traceback) reach stderr only with --debug.
+    Without a handler, Python would print them through its last-resort handler."""
+    import logging
+
+    if debug:
+        logging.basicConfig(level=logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+    elif not logging.getLogger().handlers:
+        logging.getLogger().addHandler(logging.NullHandler())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one place where errors become messages and exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _logging(debug)
     try:
         cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
     except click.exceptions.Exit as exc:

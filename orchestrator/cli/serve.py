@@ -47,6 +47,7 @@ def serve(ctx, host, port, issuers, audience, admin_groups, workers, api_workers
     if not settings.issuers:
         raise click.UsageError("no OpenID Connect issuer: pass --issuer URL or set "
                                "ORCHESTRATOR_OIDC_ISSUERS")
+    _server_logging(log_level)
     options = dict(host=host, port=port, log_level=log_level, access_log=log_level == "debug")
     if api_workers > 1:
         _serve_processes(settings, api_workers, dashboard, options)
@@ -57,6 +58,19 @@ def serve(ctx, host, port, issuers, audience, admin_groups, workers, api_workers
 
         routers.append(create_router())
     uvicorn.run(served(create_app(settings, routers=routers)), **options)
+
+
+def _server_logging(level: str) -> None:
+    """A server's own records (an engine step's internal error with its traceback, for one)
+    go to stderr beside uvicorn's, at the server's log level."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:  [%(name)s] %(message)s"))
+    logger = logging.getLogger("orchestrator")
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
 
 
 def _serve_processes(settings, api_workers: int, dashboard: bool, options: dict) -> None:

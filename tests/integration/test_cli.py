@@ -1,5 +1,6 @@
 """The orchestrator command as a user runs it: exit codes, text and JSON output."""
 import json
+import os
 import subprocess
 import sys
 
@@ -106,3 +107,29 @@ def test_missing_file_is_a_diagnostic_not_a_traceback():
     result = run("validate", "/nonexistent/template.yaml")
     assert result.returncode == 1
     assert "[file-not-found]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_library_log_records_reach_stderr_only_with_debug(tmp_path):
+    """An SDK's warnings (keystoneauth on an unreachable OpenStack) are not printed beside our
+    own message unless --debug asks for them."""
+    (tmp_path / "clouds.yaml").write_text(
+        "clouds:\n  dead:\n    auth: {auth_url: 'http://127.0.0.1:9/v3', username: u, "
+        "password: p, project_name: x, user_domain_name: Default, "
+        "project_domain_name: Default}\n")
+    (tmp_path / "sites.yaml").write_text(
+        "sites:\n  - {name: dead, provider: openstack, credentials: {cloud: dead}}\n")
+    env = {"OS_CLIENT_CONFIG_FILE": str(tmp_path / "clouds.yaml")}
+
+    def check(*flags):
+        return subprocess.run([sys.executable, "-m", "orchestrator", *flags, "--sites",
+                               str(tmp_path / "sites.yaml"), "sites", "check"],
+                              capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, **env}, timeout=120)
+
+    plain = check()
+    assert plain.returncode == 1
+    assert "FAIL dead" in plain.stdout + plain.stderr and "connection refused" in (
+        plain.stdout + plain.stderr).lower()
+    assert "keystoneauth" not in plain.stderr and "Failed to discover" not in plain.stderr
+    debug = check("--debug")
+    assert "WARNING keystoneauth" in debug.stderr and "FAIL dead" in debug.stdout + debug.stderr
