@@ -140,30 +140,14 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def _is_worker_process(pid: int) -> bool:
-    try:
-        return b"orchestrator.api.workers" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 def _server_cpu(pid: int) -> dict:
     """CPU seconds of the API processes (the server and, with --api-workers, the processes
     it spawned) and of the worker process, so far."""
-    children = _children(pid)
-    workers = [c for c in children if _is_worker_process(c)]
-    return {"api": _cpu_s(pid) + sum(_cpu_s(c) for c in children if c not in workers),
-            "workers": sum(_cpu_s(c) for c in workers)}
+    from tests.integration.api_server import children
+
+    workers = {c: "orchestrator.api.workers" in cmd for c, cmd in children(pid).items()}
+    return {"api": _cpu_s(pid) + sum(_cpu_s(c) for c, w in workers.items() if not w),
+            "workers": sum(_cpu_s(c) for c, w in workers.items() if w)}
 
 
 # -- one phase: the load process against the server --------------------------------------------

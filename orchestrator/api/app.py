@@ -104,8 +104,10 @@ def settings_environ(settings: ServiceSettings, dashboard: bool) -> dict[str, st
 
 
 def served(app: FastAPI):
-    """The ASGI application a server runs: ``app`` behind the fast path of the route clients
-    poll (see :mod:`orchestrator.api.polling`)."""
+    """The ASGI application a server runs: on an SQLite file, ``app`` behind the fast path of
+    the route clients poll (see :mod:`orchestrator.api.polling`); otherwise ``app`` itself
+    (PostgreSQL reads go to a thread, which only the app's route does)."""
     from orchestrator.api.polling import PollingFastPath
 
-    return PollingFastPath(app, app.state.orchestrator)
+    ctx = app.state.orchestrator
+    return PollingFastPath(app, ctx) if ctx.store.reads_never_wait else app

@@ -65,10 +65,11 @@ def _server_logging(level: str) -> None:
     go to stderr beside uvicorn's, at the server's log level."""
     import logging
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:  [%(name)s] %(message)s"))
     logger = logging.getLogger("orchestrator")
-    logger.addHandler(handler)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:  [%(name)s] %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
 

@@ -14,7 +14,12 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from orchestrator.state import lock
 from orchestrator.state.models import deployments, work
-from orchestrator.state.records import WORK_OPERATIONS, DeploymentSummary, WorkRecord
+from orchestrator.state.records import (
+    WORK_OPERATIONS,
+    DeploymentSummary,
+    WorkRecord,
+    summary_from_row,
+)
 from orchestrator.state.records import as_utc as _utc
 from orchestrator.state.records import utc_now as _now
 
@@ -29,7 +34,6 @@ _SUMMARY = select(
     deployments.c.outputs, deployments.c.serial, deployments.c.created_at,
     deployments.c.updated_at, _PENDING.label("pending_work"),
 ).where(deployments.c.id == bindparam("deployment_id"))
-
 
 
 class WorkQueue:
@@ -148,14 +152,7 @@ class WorkQueue:
         with self._reading() as connection:
             row = connection.execute(_SUMMARY, {"deployment_id": deployment_id}
                                      ).mappings().one_or_none()
-        if row is None:
-            return None
-        return DeploymentSummary(
-            id=row["id"], name=row["name"], owner=row["owner"], group=row["group_name"],
-            status=row["status"], status_reason=row["status_reason"],
-            inputs=row["inputs"] or {}, outputs=row["outputs"] or {}, serial=row["serial"],
-            created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
-            pending_work=int(row["pending_work"]))
+        return None if row is None else summary_from_row(row)
 
 
 def _dead(state: lock.LockState, now: datetime, stale_after: timedelta) -> bool:

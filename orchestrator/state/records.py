@@ -167,3 +167,12 @@ def resource_from_row(row) -> ResourceRecord:
         provider_id=row["provider_id"], status=row["status"],
         attributes=row["attributes"] or {}, spec=row["spec"] or {},
         created_at=as_utc(row["created_at"]), updated_at=as_utc(row["updated_at"]))
+
+
+def summary_from_row(row) -> DeploymentSummary:
+    return DeploymentSummary(
+        id=row["id"], name=row["name"], owner=row["owner"], group=row["group_name"],
+        status=row["status"], status_reason=row["status_reason"],
+        inputs=row["inputs"] or {}, outputs=row["outputs"] or {}, serial=row["serial"],
+        created_at=as_utc(row["created_at"]), updated_at=as_utc(row["updated_at"]),
+        pending_work=int(row["pending_work"]))

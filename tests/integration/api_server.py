@@ -106,6 +106,23 @@ def start_server(tmp: Path, *, db: str, sites: str, issuer: str | list[str], nam
     raise RuntimeError(f"the server did not answer within 60 s:\n{server.output()}")
 
 
+def children(pid: int) -> dict[int, str]:
+    """The child processes of ``pid`` (Linux /proc) and their command lines."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            pids = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in pids:
+            try:
+                found[child] = Path(f"/proc/{child}/cmdline").read_bytes() \
+                    .replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                pass
+    return found
+
+
 def client(server: Server, token: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=server.url, headers=headers, timeout=30)

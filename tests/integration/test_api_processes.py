@@ -14,28 +14,12 @@ from tests.fakes.oidc_issuer import OIDCIssuer
 from tests.integration import api_server as support
 
 
-def _children(pid: int) -> dict[int, str]:
-    found = {}
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            pids = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for child in pids:
-            try:
-                found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ") \
-                    .decode(errors="replace")
-            except OSError:
-                pass
-    return found
-
-
 def _api_processes(pid: int) -> set[int]:
-    return {c for c, cmd in _children(pid).items() if "spawn_main" in cmd}
+    return {c for c, cmd in support.children(pid).items() if "spawn_main" in cmd}
 
 
 def _worker_processes(pid: int) -> set[int]:
-    return {c for c, cmd in _children(pid).items() if "orchestrator.api.workers" in cmd}
+    return {c for c, cmd in support.children(pid).items() if "orchestrator.api.workers" in cmd}
 
 
 def _alive(pid: int) -> bool:
@@ -69,8 +53,8 @@ def test_several_api_processes_share_the_port_and_one_worker_process(tmp_path, i
     master = server.process.pid
     try:
         apis = _wait(lambda: len(_api_processes(master)) == 3 and _api_processes(master))
-        assert len(apis) == 3, _children(master)
-        assert len(_wait(lambda: _worker_processes(master))) == 1, _children(master)
+        assert len(apis) == 3, support.children(master)
+        assert len(_wait(lambda: _worker_processes(master))) == 1, support.children(master)
 
         with support.client(server, issuer.token("alice")) as api:
             created = api.post("/v1/deployments", json={
@@ -87,11 +71,11 @@ def test_several_api_processes_share_the_port_and_one_worker_process(tmp_path, i
             os.kill(victim, signal.SIGKILL)
             replaced = _wait(lambda: len(_api_processes(master) - {victim}) == 3
                              and _api_processes(master), timeout_s=40)
-            assert victim not in replaced and len(replaced) == 3, _children(master)
+            assert victim not in replaced and len(replaced) == 3, support.children(master)
             for _ in range(20):  # every answer comes from a live process
                 assert api.get(f"/v1/deployments/{deployment_id}").status_code == 200
     finally:
-        children = set(_children(master))
+        children = set(support.children(master))
         server.stop()
     assert server.process.returncode == 0, server.output()
     assert not [c for c in children if _alive(c)], server.output()

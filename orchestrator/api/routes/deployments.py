@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -134,7 +133,7 @@ async def get(deployment_id: str, ctx: ServiceContext = Depends(context),
         summary = visible_summary(ctx, who, deployment_id)
     else:
         summary = await run_in_threadpool(visible_summary, ctx, who, deployment_id)
-    return JSONResponse(service.masked(summary.to_dict()))
+    return views.summary_response(summary)
 
 
 def _update(ctx, who, deployment_id, source, inputs, sites, keep_failed, callback, response):

@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+from starlette.responses import JSONResponse
+
 from orchestrator import service
 
 TERMINAL = ("deployed", "failed", "deleted")
@@ -19,6 +21,12 @@ def deployment(record) -> dict:
                 "lock_acquired_at", "sites"):
         data.pop(key, None)
     return service.masked(data)
+
+
+def summary_response(summary) -> JSONResponse:
+    """The answer to ``GET /v1/deployments/{id}``: the status columns, secrets masked (the
+    route and its fast path, ``orchestrator.api.polling``, both answer with it)."""
+    return JSONResponse(service.masked(summary.to_dict()))
 
 
 def work(item) -> dict:

@@ -168,16 +168,21 @@ def container_state(entry: dict) -> str:
 SSH_OPTIONS = {"KexAlgorithms": "curve25519-sha256"}
 
 
+def ssh_port(endpoints: dict) -> int | None:
+    """The host port published for the node's sshd (``port_map`` of its container)."""
+    ssh = endpoints.get("22/tcp", "")
+    return int(ssh.rsplit(":", 1)[1]) if ssh else None
+
+
 def compute_resource(entry: dict, extra: dict | None, reachable: bool,
                      ssh_options: dict | None = None) -> Resource:
     """A Resource of a container from its ps entry (``extra``: attributes from inspect)."""
     endpoints = port_map(entry)
-    ssh = endpoints.get("22/tcp", "")
     names = entry.get("Names") or []
     name = names[0] if isinstance(names, list) and names else str(names)
     attributes = {"container_id": entry.get("Id") or entry.get("ID"), "container_name": name,
                   "public_address": "127.0.0.1", "ssh_host": "127.0.0.1",
-                  "ssh_port": int(ssh.rsplit(":", 1)[1]) if ssh else None,
+                  "ssh_port": ssh_port(endpoints),
                   "ssh_user": "root", "endpoints": endpoints,
                   "ssh_options": dict(SSH_OPTIONS if ssh_options is None else ssh_options),
                   **(extra or {})}

@@ -273,10 +273,8 @@ class LocalProvider(Provider):
             if entry is None:
                 result[provider_id] = Resource(provider_id, "compute", DELETED)
                 continue
-            attrs = nodes.compute_resource(entry, extra.get(entry["Id"]), False,
-                                           self.options.get("ssh_options"))
-            up = nodes.sshd_answers(attrs.attributes.get("ssh_port")) \
-                if nodes.container_state(entry) == "running" else False
+            up = nodes.container_state(entry) == "running" and \
+                nodes.sshd_answers(nodes.ssh_port(nodes.port_map(entry)))
             resource = nodes.compute_resource(entry, extra.get(entry["Id"]), up,
                                               self.options.get("ssh_options"))
             if resource.fault:
