@@ -323,6 +323,23 @@ class Orchestrator:
                         level="info" if run.ok else "error")
         return ApplyResult(self.deployment(plan.deployment), run)
 
+    def settle(self, plan: Plan) -> None:
+        """A plan without changes says the deployment is what its template describes. One
+        whose status says otherwise (an apply killed after its last step left 'deploying', a
+        new deployment of an empty template, a failed run since repaired) is marked deployed,
+        unless another run has moved its state on since the plan was made."""
+        if plan.has_changes:
+            return
+        record = self.store.get_deployment(plan.deployment, owner=self.owner)
+        if record is None or record.status == "deployed":
+            return
+        with self.store.locked(record.id):
+            record = self.deployment(plan.deployment)
+            if record.serial != plan.base_serial or record.status == "deployed":
+                return
+            self.store.update_deployment(record.id, status="deployed", status_reason=None)
+            self._event(record.id, "apply-finished", "deployed: the plan has nothing left to do")
+
     def _sites_over_ssh(self, plan: Plan) -> tuple[set, set]:
         """(the sites of the plan's servers, those whose servers are reached over SSH)"""
         sites = {s.site for s in plan.steps if s.kind == "compute" and s.site}

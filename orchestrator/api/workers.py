@@ -226,8 +226,7 @@ def _deploy(orch, record, payload: dict, secret: dict) -> str | None:
     sets = service.input_sets({**payload.get("inputs", {}), **secret})
     result = orch.plan(template, sets=sets, name=record.name)
     if not result.plan.has_changes:
-        if record.status in ("new", "failed"):
-            orch.store.update_deployment(record.id, status="deployed", status_reason=None)
+        orch.settle(result.plan)
         return None
     applied = orch.apply(result.plan, sets=sets, keep_failed=bool(payload.get("keep_failed")),
                          report=result.report)

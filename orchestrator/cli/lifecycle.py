@@ -129,6 +129,7 @@ def deploy(ctx, template, input_files, sets, name, resume, yes, no_wait, keep_fa
     if fmt == "text":
         click.echo(plan_view.plan_text(result.plan.to_dict()))
     if not result.plan.has_changes and result.deployment is not None:
+        orch.settle(result.plan)
         _emit(fmt, {"deployment": result.plan.deployment, "changes": False},
               "Nothing to do.")
         sys.exit(EXIT_OK)
@@ -179,6 +180,7 @@ def update(ctx, name, template, input_files, sets, yes, keep_failed, fmt):
     if fmt == "text":
         click.echo(plan_view.plan_text(result.plan.to_dict()))
     if not result.plan.has_changes:
+        orch.settle(result.plan)
         _emit(fmt, {"deployment": name, "changes": False}, "Nothing to do.")
         sys.exit(EXIT_OK)
     _confirm("Apply this plan?", yes)

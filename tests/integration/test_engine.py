@@ -317,3 +317,22 @@ def test_get_attribute_through_a_requirement(tmp_path):
     outputs = orch.outputs("demo")
     assert outputs["via_requirement"] == outputs["worker_ips"]
     assert outputs["via_requirement"].startswith("10.")
+
+
+def test_a_plan_without_changes_settles_an_interrupted_deployment(tmp_path):
+    """An apply killed after its last step leaves the status 'deploying'; the next plan has
+    nothing to do, and settling it marks the deployment deployed (not when another run has
+    moved the state on since that plan was made)."""
+    sites = es.write_sites(tmp_path, es.site("a"))
+    orch = es.orchestrator(tmp_path, sites)
+    template = es.write_template(tmp_path, es.cluster(workers=1))
+    deployment = _deploy(orch, template).deployment
+    orch.store.update_deployment(deployment.id, status="deploying")  # as a killed apply leaves it
+    stale = orch.plan(template, name="demo").plan
+    orch.store.bump_serial(deployment.id)  # another run since that plan
+    orch.settle(stale)
+    assert orch.store.get_deployment("demo").status == "deploying"
+    fresh = orch.plan(template, name="demo").plan
+    assert not fresh.has_changes
+    orch.settle(fresh)
+    assert orch.store.get_deployment("demo").status == "deployed"
