@@ -125,7 +125,12 @@ def load_main(argv) -> int:
     parser.add_argument("--rate", type=float, default=0)
     args = parser.parse_args(argv)
     token = Path(args.token_file).read_text().strip()
-    json.dump(asyncio.run(_load(args, token)), sys.stdout)
+    try:  # uvloop when installed: the generator's own CPU per request is about halved
+        import uvloop
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    json.dump(run(_load(args, token)), sys.stdout)
     print(flush=True)
     os._exit(0)  # the stdin reader thread may still be blocked
 

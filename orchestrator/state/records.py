@@ -5,6 +5,7 @@ Every timestamp is a timezone-aware UTC datetime; ``to_dict()`` gives the JSON f
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,12 @@ def _jsonable(value: Any) -> Any:
 class _Record:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form: plain types, ISO 8601 timestamps."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: _jsonable(getattr(self, name)) for name in _field_names(type(self))}
+
+
+@functools.cache
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 @dataclass(frozen=True)

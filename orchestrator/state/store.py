@@ -62,6 +62,11 @@ class Store(WorkQueue, Tenancy):
         self._one_at_a_time = threading.RLock() if resolved.get_backend_name() == "sqlite" \
             else None
         self._memory = db.is_memory(resolved)
+        # SQLite file reads that a thread repeats many times a second (the polled status, on
+        # the server's event loop) keep their connection: a pool checkout and check-in cost
+        # more than the read. One per thread, closed with the store.
+        self._kept: dict[int, object] = {}
+        self._kept_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
@@ -79,6 +84,10 @@ class Store(WorkQueue, Tenancy):
         return self._one_at_a_time is not None and not self._memory
 
     def close(self) -> None:
+        with self._kept_lock:
+            kept, self._kept = list(self._kept.values()), {}
+        for connection in kept:
+            connection.close()
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -97,16 +106,32 @@ class Store(WorkQueue, Tenancy):
             yield session
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator:
+    def _reading(self, keep: bool = False) -> Iterator:
         """A connection for reads. SQLite in WAL mode lets readers run beside the writer, so
         reads of a database file skip the writers' turn-taking lock (an in-memory database,
-        one shared connection, still takes it)."""
+        one shared connection, still takes it). ``keep``: this thread's kept connection, for
+        a read repeated all the time on an SQLite file (elsewhere the pool's). Each read ends
+        its transaction, so the next one sees every commit made since."""
         if self._memory:
             with self._one_at_a_time, self._engine.connect() as connection:
                 yield connection
             return
+        if keep and self.reads_never_wait:
+            yield from self._kept_reading()
+            return
         with self._engine.connect() as connection:
             yield connection
+
+    def _kept_reading(self) -> Iterator:
+        key = threading.get_ident()
+        connection = self._kept.get(key)
+        if connection is None:
+            with self._kept_lock:
+                connection = self._kept[key] = self._engine.connect()
+        try:
+            yield connection
+        finally:
+            connection.rollback()
 
     # deployments --------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Masking of secrets (passwords, tokens, keys, credentials) in anything shown to users."""
 from __future__ import annotations
 
+import functools
 import re
 
 MASK = "******"
@@ -13,7 +14,14 @@ def is_secret(name: str, schema: dict | None = None) -> bool:
     metadata = (schema or {}).get("metadata") if isinstance(schema, dict) else None
     if isinstance(metadata, dict) and str(metadata.get("secret", "")).lower() == "true":
         return True
-    return bool(SECRET_NAME.search(str(name)))
+    return _secret_name(str(name))
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    # Masking walks every key of every value shown (a polled status, a list of resources):
+    # the same few hundred names again and again.
+    return bool(SECRET_NAME.search(name))
 
 
 def mask(value, secret_values: frozenset = frozenset()):

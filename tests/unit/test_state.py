@@ -418,6 +418,29 @@ def test_sqlite_settings(tmp_path):
     raw.close()
 
 
+def test_status_summary_sees_every_commit_and_its_kept_connection_closes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with Store(url) as store, Store(url) as other:  # other: another connection's commits
+        dep = store.create_deployment("polled")
+        first = store.deployment_summary(dep.id)
+        assert (first.status, first.pending_work) == ("new", 0)
+        other.enqueue_work(dep.id, "deploy")
+        other.enqueue_work(dep.id, "delete")
+        assert store.deployment_summary(dep.id).pending_work == 2
+        claimed = other.claim_work("w1")
+        assert store.deployment_summary(dep.id).pending_work == 2  # running still counts
+        other.finish_work(claimed.id, "w1")
+        other.update_deployment(dep.id, status="deployed", outputs={"url": "http://x"})
+        now = store.deployment_summary(dep.id)
+        assert (now.status, now.outputs, now.pending_work) == ("deployed", {"url": "http://x"}, 1)
+        assert store.deployment_summary("nope") is None
+        # a second thread reads with a connection of its own
+        assert run_threads(2, lambda i: store.deployment_summary(dep.id).status) == \
+            ["deployed", "deployed"]
+        assert store._engine.pool.checkedout() == 3  # kept: this thread's and the two others'
+    assert store._engine.pool.checkedout() == 0
+
+
 def test_in_memory_database_is_shared_between_threads():
     with Store("sqlite://") as store:
         dep = store.create_deployment("m")
