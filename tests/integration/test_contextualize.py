@@ -244,6 +244,20 @@ def test_base_role_on_three_nodes_is_idempotent(nodes, cluster, tmp_path):
                           check=False, capture_output=True).returncode != 0
 
 
+def test_base_role_installs_python3_on_a_node_without_it(nodes, tmp_path):
+    # The runner's default strategy is Mitogen's, whose connection needs python3 on the
+    # node: the role's check reaches the node over plain ssh to install it first.
+    bare = nodes.start("bare")[0]
+    nodes.exec(bare, "sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq "
+               "--purge python3 python3.11 python3-minimal python3.11-minimal >/dev/null")
+    assert "missing" in nodes.exec(bare, "sh", "-c", "command -v python3 || echo missing")
+    result = run_operation(playbooks_dir() / "base.yml", [bare], data_dir=tmp_path,
+                           extravars={"os_users": [{"name": "carol"}]})
+    assert result.status == "successful", result.stdout[-2000:]
+    assert "python3" in nodes.exec(bare, "sh", "-c", "command -v python3")
+    assert "carol" in nodes.exec(bare, "getent", "passwd", "carol")
+
+
 # -- the configurator -------------------------------------------------------------------------
 
 def test_operation_outputs_become_attributes(cluster, tmp_path):
