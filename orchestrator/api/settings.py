@@ -13,6 +13,8 @@
 | ``ORCHESTRATOR_WORK_STALE_S`` | a running work item without heartbeat this long is resumed |
 | ``ORCHESTRATOR_WORKERS_PROCESS`` | ``1``: the workers run in a child process of the server (the \
 default, except for an in-memory database); ``0``: threads of the server process |
+| ``ORCHESTRATOR_CALLBACK_HOSTS`` | the only hosts callback URLs may name (names, ``*.suffix``, \
+IP networks); unset: any host whose addresses are all public (see ``api.callbacks``) |
 | ``ORCHESTRATOR_WORKERS_NICE`` | how much lower the worker process's CPU priority is (default 5, \
 so the API's requests go first when both want the CPU; 0: the same) |
 """
@@ -54,6 +56,7 @@ class ServiceSettings:
     # None: a child process unless the database is in memory (see api.workers).
     workers_process: bool | None = None
     workers_nice: int = 5
+    callback_hosts: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -71,6 +74,7 @@ class ServiceSettings:
             work_stale_s=float(env.get("ORCHESTRATOR_WORK_STALE_S", "60")),
             workers_process=_flag(env.get("ORCHESTRATOR_WORKERS_PROCESS")),
             workers_nice=int(env.get("ORCHESTRATOR_WORKERS_NICE", "5")),
+            callback_hosts=_words(env.get("ORCHESTRATOR_CALLBACK_HOSTS")),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -85,7 +89,7 @@ class ServiceSettings:
     @classmethod
     def from_json(cls, text: str) -> ServiceSettings:
         values = json.loads(text)
-        for name in ("issuers", "groups_claims"):
+        for name in ("issuers", "groups_claims", "callback_hosts"):
             values[name] = tuple(values[name])
         for name in ("admin_groups", "admin_subjects"):
             values[name] = frozenset(values[name])

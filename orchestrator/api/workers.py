@@ -28,6 +28,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from orchestrator import service
+from orchestrator.api import callbacks
 from orchestrator.api.routes import views
 from orchestrator.errors import OrchestratorError, StateLockedError
 
@@ -153,11 +154,6 @@ class WorkerPool:
         beater.start()
         error = None
         try:
-            self.store.add_event(item.deployment_id, "work-started",
-                                 f"{item.operation} started by {self.worker_id} (attempt "
-                                 f"{item.attempts})", data={"work": item.id,
-                                                            "worker": self.worker_id,
-                                                            "attempt": item.attempts})
             error = run_work(self.ctx, item)
         except LookupError:
             error = None  # the deployment was deleted meanwhile
@@ -176,7 +172,7 @@ class WorkerPool:
             return
         self.store.finish_work(item.id, self.worker_id, error=error)
         if item.callback_url:
-            notify(self.store, item)
+            notify(self.store, item, self.settings.callback_hosts)
 
     def _beat(self, work_id: str, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_s):
@@ -245,11 +241,20 @@ def _mark_failed(store, item, message: str) -> str:
     return message
 
 
-def notify(store, item) -> None:
-    """POST the outcome to the work's callback URL (a few tries; failures are logged)."""
+def notify(store, item, allowed_hosts: tuple[str, ...] = ()) -> None:
+    """POST the outcome to the work's callback URL (a few tries; failures are logged), if
+    the URL is still one the service may call (``api.callbacks``)."""
     import httpx
 
     record = store.get_deployment(item.deployment_id)
+    why = callbacks.refusal(item.callback_url, allowed_hosts)
+    if why is not None:
+        log.warning("callback for deployment %s not sent: %s", item.deployment_id, why)
+        if record is not None:
+            store.add_event(item.deployment_id, "callback-refused",
+                            f"callback not sent: {why}", level="warning",
+                            data={"work": item.id})
+        return
     body = {"deployment": item.deployment_id, "operation": item.operation, "work": item.id,
             "status": record.status if record else "deleted",
             "status_reason": record.status_reason if record else None,

@@ -79,6 +79,7 @@ def start_server(tmp: Path, *, db: str, sites: str, issuer: str | list[str], nam
     env = {**os.environ, "XDG_DATA_HOME": str(tmp / f"{name}-data"),
            "ORCHESTRATOR_SECRET_KEY": "Hq2y0iGMW8tqHcD7mbLwcl1UNm-Gz1yQWzsHdvAzvxk=",
            "ORCHESTRATOR_ADMIN_GROUPS": "admins", "ORCHESTRATOR_WORK_STALE_S": "30",
+           "ORCHESTRATOR_CALLBACK_HOSTS": "127.0.0.1",  # the tests' loopback receivers
            "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     env.pop("ORCHESTRATOR_URL", None)
     env.pop("ORCHESTRATOR_TOKEN", None)

@@ -152,6 +152,30 @@ def test_request_problems(alice):
     assert alice.get("/v1/deployments/0123456789abcdef0123456789abcdef").status_code == 404
 
 
+def test_a_callback_to_a_host_not_allowed_is_refused_before_anything_is_stored(alice):
+    # the test server allows callbacks to 127.0.0.1 only (ORCHESTRATOR_CALLBACK_HOSTS)
+    refused = alice.post("/v1/deployments", json={
+        "name": "hooked", "template": support.template_text(),
+        "callback_url": "http://localhost:9/hook"})
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["type"].endswith("/callback-refused")
+    assert "callback_url" in problem["detail"] and "'localhost'" in problem["detail"]
+    assert all(d["name"] != "hooked" for d in alice.get("/v1/deployments").json())
+    made = alice.post("/v1/deployments", json={"name": "hooked",
+                                               "template": support.template_text()})
+    deployment_id = made.json()["id"]
+    support.wait_for(alice, deployment_id)
+    metadata = alice.delete(f"/v1/deployments/{deployment_id}",
+                            params={"callback_url": "http://169.254.169.254/latest/"})
+    assert metadata.status_code == 422 and "169.254.169.254" in metadata.json()["detail"]
+    assert alice.get(f"/v1/deployments/{deployment_id}").json()["status"] == "deployed"
+    patched = alice.patch(f"/v1/deployments/{deployment_id}", json={
+        "inputs": {}, "callback_url": "http://10.0.0.1/hook"})
+    assert patched.status_code == 422
+    assert alice.delete(f"/v1/deployments/{deployment_id}").status_code == 202
+
+
 def test_duplicate_name_is_a_conflict(alice):
     body = {"name": "twice", "template": support.template_text()}
     first = alice.post("/v1/deployments", json=body)

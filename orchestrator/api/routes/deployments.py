@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator import service
+from orchestrator.api import callbacks
 from orchestrator.api.deps import (
     ServiceContext,
     context,
@@ -77,6 +78,16 @@ def _validated(ctx: ServiceContext, source: dict, inputs: dict, workdir):
     return path, report
 
 
+def _callback(ctx: ServiceContext, url: str | None) -> str | None:
+    """The callback URL if the service may POST to it (``api.callbacks``); 422 otherwise,
+    before anything is stored."""
+    why = None if url is None else callbacks.refusal(url, ctx.settings.callback_hosts)
+    if why is not None:
+        raise Problem(422, "callback-refused", "The callback URL is refused",
+                      f"callback_url: {why}")
+    return url
+
+
 def _enqueue(ctx, record, operation: str, payload: dict, secret: dict, callback: str | None):
     sealed = ctx.sealer.seal(secret) if secret else None
     work = ctx.store.enqueue_work(record.id, operation, payload, sealed=sealed,
@@ -95,6 +106,7 @@ def _accepted(response: Response, record, work) -> dict:
 def create(body: DeploymentRequest, response: Response, ctx: ServiceContext = Depends(context),
            who=Depends(principal)) -> dict:
     require_group(who, body.group)
+    callback = _callback(ctx, body.callback_url)
     source = _source(body.template, body.template_name)
     name = body.name or body.template_name or "deployment"
     with views.scratch_dir() as scratch:
@@ -109,7 +121,7 @@ def create(body: DeploymentRequest, response: Response, ctx: ServiceContext = De
         raise Problem(409, "name-taken", "The name is taken", str(exc)) from exc
     payload = {"template": source, "inputs": public, "sites": body.sites,
                "keep_failed": body.keep_failed}
-    work = _enqueue(ctx, record, "deploy", payload, secret, body.callback_url)
+    work = _enqueue(ctx, record, "deploy", payload, secret, callback)
     return _accepted(response, record, work)
 
 
@@ -138,6 +150,7 @@ async def get(deployment_id: str, ctx: ServiceContext = Depends(context),
 
 def _update(ctx, who, deployment_id, source, inputs, sites, keep_failed, callback, response):
     record = visible_deployment(ctx, who, deployment_id)
+    callback = _callback(ctx, callback)
     with views.scratch_dir() as scratch:
         _, report = _validated(ctx, source, inputs, scratch)
         public, secret = service.split_secret_inputs(report, inputs)
@@ -170,7 +183,7 @@ def delete(deployment_id: str, response: Response, force: bool = False,
            callback_url: str | None = Query(None, pattern=r"^https?://", max_length=2048),
            ctx: ServiceContext = Depends(context), who=Depends(principal)) -> dict:
     record = visible_deployment(ctx, who, deployment_id)
-    work = _enqueue(ctx, record, "delete", {"force": force}, {}, callback_url)
+    work = _enqueue(ctx, record, "delete", {"force": force}, {}, _callback(ctx, callback_url))
     return _accepted(response, record, work)
 
 
