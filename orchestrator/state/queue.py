@@ -58,7 +58,9 @@ class WorkQueue:
 
     def claim_work(self, worker: str) -> WorkRecord | None:
         """The oldest queued work whose deployment has no other work running, now marked
-        running by ``worker``; None when there is none."""
+        running by ``worker``; None when there is none. The deployment's "work-started"
+        event is written in the same transaction, so every attempt counted has its event
+        (a worker killed just after claiming leaves both, or neither)."""
         for _attempt in range(5):
             with self._transaction() as session:
                 busy = select(work.c.deployment_id).where(work.c.status == "running")
@@ -78,6 +80,11 @@ class WorkQueue:
                 if won:
                     row = session.execute(select(work).where(work.c.id == work_id)
                                           ).mappings().one()
+                    self._add_event(
+                        session, row["deployment_id"], "work-started",
+                        f"{row['operation']} started by {worker} (attempt {row['attempts']})",
+                        step=None, level="info",
+                        data={"work": work_id, "worker": worker, "attempt": row["attempts"]})
                     return _work_record(row)
         return None
 

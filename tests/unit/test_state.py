@@ -441,6 +441,19 @@ def test_status_summary_sees_every_commit_and_its_kept_connection_closes(tmp_pat
     assert store._engine.pool.checkedout() == 0
 
 
+def test_a_claim_writes_its_work_started_event_in_the_same_transaction(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        dep = store.create_deployment("claimed")
+        queued = store.enqueue_work(dep.id, "deploy")
+        claimed = store.claim_work("host:1:w")
+        assert (claimed.id, claimed.attempts, claimed.status) == (queued.id, 1, "running")
+        started = [e for e in store.events(dep.id) if e.kind == "work-started"]
+        assert [e.data for e in started] == [{"work": queued.id, "worker": "host:1:w",
+                                              "attempt": 1}]
+        assert store.claim_work("host:2:w") is None  # nothing else queued: no event either
+        assert len([e for e in store.events(dep.id) if e.kind == "work-started"]) == 1
+
+
 def test_in_memory_database_is_shared_between_threads():
     with Store("sqlite://") as store:
         dep = store.create_deployment("m")
