@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from orchestrator import resources
+from orchestrator import resources, sshkeys
 from orchestrator.engine import Configurator, ExecutorOptions, RunResult, StepContext, execute
 from orchestrator.errors import OrchestratorError, PlacementError, StalePlanError, TemplateError
 from orchestrator.placement import place, usage_of
@@ -81,6 +80,9 @@ class Orchestrator:
         self.on_event = on_event
         self.options = options or ExecutorOptions()
         self.configurator = configurator or Configurator()
+        # Where the deployments' SSH keys are shared (orchestrator.sshkeys.KeyVault); the
+        # service sets one that keeps them sealed in the state database.
+        self.key_vault = None
         self._store = store
         self._owns_store = store is None
         self._catalogue = catalogue
@@ -363,23 +365,13 @@ class Orchestrator:
         return BySite(over_ssh, ansible, self.configurator)
 
     def _deployment_key(self, deployment_id: str, plan: Plan) -> str | None:
-        """The deployment's SSH public key, generated on first use (ed25519, no passphrase,
-        private half readable by the user only), for sites whose servers are reached over
-        SSH; None when no site in the plan needs one."""
+        """The deployment's SSH public key (``orchestrator.sshkeys``: generated on first use,
+        shared through ``key_vault`` when one is set) for sites whose servers are reached
+        over SSH; None when no site in the plan needs one."""
         if not self._sites_over_ssh(plan)[1]:
             return None
-        folder = resources.deployment_dir(deployment_id) / "ssh"
-        private = folder / "id_ed25519"
-        if not private.exists():
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                                f"orchestrator-{deployment_id[:12]}", "-f", str(private)],
-                               check=True, capture_output=True, timeout=60)
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise OrchestratorError(f"cannot generate the deployment's SSH key with "
-                                        f"ssh-keygen (install openssh-client): {exc}") from exc
-        return (folder / "id_ed25519.pub").read_text().strip()
+        return sshkeys.deployment_key(resources.deployment_dir(deployment_id) / "ssh",
+                                      deployment_id, self.key_vault)
 
     def _event(self, deployment_id: str, kind: str, message: str, level: str = "info"):
         event = self.store.add_event(deployment_id, kind, message, level=level)

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 from orchestrator import service
 from orchestrator.api import callbacks
+from orchestrator.api.sealing import StoredKeys
 from orchestrator.api.routes import views
 from orchestrator.errors import OrchestratorError, StateLockedError
 
@@ -202,6 +203,7 @@ def run_work(ctx, item) -> str | None:
                                              ctx.settings.step_timeout_s)
     except OrchestratorError as exc:
         return _mark_failed(store, item, str(exc))
+    orch.key_vault = StoredKeys(store, ctx.sealer)  # any replica may run the next operation
     try:
         if item.operation == "delete":
             run = orch.delete(record.id, force=bool(payload.get("force")))

@@ -139,3 +139,13 @@ credentials = Table(
     Column("sealed", Text, nullable=False),
     _timestamp("updated_at"),
 )
+
+# A deployment's SSH key pair, sealed by the service (the store never sees it in clear), so
+# that any replica can reach the deployment's servers.
+deployment_keys = Table(
+    "deployment_keys", metadata,
+    Column("deployment_id", String(32), ForeignKey("deployments.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("sealed", Text, nullable=False),
+    _timestamp("created_at"),
+)

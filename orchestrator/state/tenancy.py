@@ -1,6 +1,6 @@
 """Who may use the service, mixed into ``Store``: long-lived API tokens (stored as SHA-256
-hashes, never in clear) and users' cloud credentials per site (stored sealed: the caller
-encrypts them; the store never sees them in clear)."""
+hashes, never in clear), users' cloud credentials per site and deployments' SSH keys (both
+stored sealed: the caller encrypts them; the store never sees them in clear)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +8,9 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from orchestrator.state.models import api_tokens, credentials
+from orchestrator.state.models import api_tokens, credentials, deployment_keys
 from orchestrator.state.records import ApiTokenRecord
 from orchestrator.state.records import as_utc as _utc
 from orchestrator.state.records import utc_now as _now
@@ -95,6 +96,27 @@ class Tenancy:
         with self._transaction() as session:
             return session.execute(delete(credentials).where(
                 credentials.c.owner == owner, credentials.c.site == site)).rowcount == 1
+
+    # deployments' SSH keys ------------------------------------------------------------------
+
+    def sealed_deployment_key(self, deployment_id: str) -> str | None:
+        with self._reading() as connection:
+            return connection.execute(select(deployment_keys.c.sealed).where(
+                deployment_keys.c.deployment_id == deployment_id)).scalar_one_or_none()
+
+    def put_deployment_key(self, deployment_id: str, sealed: str) -> str:
+        """Store the deployment's sealed key unless one is stored already (two replicas
+        making a key at once: the first one stored wins); the stored one."""
+        try:
+            with self._transaction() as session:
+                session.execute(insert(deployment_keys).values(
+                    deployment_id=deployment_id, sealed=sealed, created_at=_now()))
+            return sealed
+        except IntegrityError:
+            stored = self.sealed_deployment_key(deployment_id)
+            if stored is None:  # not a duplicate: the deployment is gone
+                raise LookupError(f"no deployment with id {deployment_id!r}") from None
+            return stored
 
 
 def _token_record(row) -> ApiTokenRecord:
