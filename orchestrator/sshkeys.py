@@ -31,14 +31,11 @@ def deployment_key(folder: Path, deployment_id: str, vault: KeyVault | None = No
     local = _read(folder)
     stored = vault.load(deployment_id) if vault is not None else None
     if stored is None:
-        pair = local or _generate(folder, deployment_id)
-        if vault is not None:
-            pair = vault.save(deployment_id, *pair)
-    else:
-        pair = stored
-    if pair != local:
-        _write(folder, pair)
-    return pair[1].strip()
+        local = local or _generate(folder, deployment_id)
+        stored = vault.save(deployment_id, *local) if vault is not None else local
+    if stored != local:  # the vault's pair (another replica's, or the first one stored)
+        _write(folder, stored)
+    return stored[1].strip()
 
 
 def _read(folder: Path) -> tuple[str, str] | None:

@@ -29,10 +29,9 @@ def refusal(url: str, allowed: tuple[str, ...] = (), resolve=socket.getaddrinfo
     if allowed:
         return None if any(_matches(host, entry) for entry in allowed) else \
             f"host {host!r} is not one of the allowed callback hosts"
+    port = port or (443 if parts.scheme == "https" else 80)
     try:
-        found = {info[4][0] for info in resolve(host, port or (443 if parts.scheme == "https"
-                                                                  else 80),
-                                                type=socket.SOCK_STREAM)}
+        found = {info[4][0] for info in resolve(host, port, type=socket.SOCK_STREAM)}
     except (OSError, UnicodeError) as exc:
         return f"host {host!r} does not resolve ({exc})"
     for address in sorted(found):
@@ -51,6 +50,6 @@ def _matches(host: str, entry: str) -> bool:
     except ValueError:
         return host == entry
     try:
-        return ipaddress.ip_address(host.strip("[]")) in network
+        return ipaddress.ip_address(host) in network  # urlsplit drops an IPv6's brackets
     except ValueError:
         return False

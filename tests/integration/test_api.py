@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.fakes.callback_receiver import CallbackReceiver
 from tests.fakes.oidc_issuer import OIDCIssuer
 from tests.integration import api_server as support
 
@@ -39,32 +38,6 @@ def server(tmp_path_factory, issuer):
 def alice(server, issuer):
     with support.client(server, issuer.token("alice", groups=["physics"])) as api:
         yield api
-
-
-class CallbackReceiver:
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.received = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-                receiver.received.set()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_health_version_and_openapi_need_no_token(server):

@@ -3,12 +3,11 @@ worker's check before each POST."""
 from __future__ import annotations
 
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from orchestrator.api import callbacks
 from orchestrator.api.workers import notify
 from orchestrator.state import Store
+from tests.fakes.callback_receiver import CallbackReceiver
 
 
 def resolver(*addresses):
@@ -58,40 +57,17 @@ def test_with_a_list_only_listed_hosts_pass():
         assert "not one of the allowed callback hosts" in callbacks.refusal(url, allowed)
 
 
-class Receiver:
-    def __init__(self):
-        self.hits = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                owner.hits.append(self.path)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_the_worker_checks_again_before_posting(tmp_path):
-    receiver = Receiver()
+    receiver = CallbackReceiver()
     try:
         with Store(f"sqlite:///{tmp_path / 'state.db'}") as store:
             dep = store.create_deployment("d")
             item = store.enqueue_work(dep.id, "deploy", callback_url=receiver.url)
             notify(store, item)  # no list: a loopback callback is not sent
-            assert receiver.hits == []
+            assert receiver.paths == []
             events = [e for e in store.events(dep.id) if e.kind == "callback-refused"]
             assert len(events) == 1 and "127.0.0.1" in events[0].message
             notify(store, item, ("127.0.0.1",))  # listed: sent
-            assert receiver.hits == ["/hook"]
+            assert receiver.paths == ["/hook"]
     finally:
         receiver.close()

@@ -80,25 +80,22 @@ class ActionModule(ActionBase):
         hostname = str(args.get("hostname") or "")
         steps = user_steps(args.get("users")) + node_steps(hostname,
                                                            str(args.get("hosts_block") or ""))
-        done = []
-        result.update(changed=False, steps=done)
-        diffs = []
+        done, diffs = [], []
         for label, module, module_args in steps:
             outcome = self._step(module, module_args, task_vars)
             done.append({"step": label, "changed": bool(outcome.get("changed"))})
-            if outcome.get("diff"):
-                diffs.extend(outcome["diff"] if isinstance(outcome["diff"], list)
-                             else [outcome["diff"]])
             if outcome.get("failed"):
                 result.update(failed=True, msg=f"{label}: {outcome.get('msg', 'failed')}")
-                return result
-            result["changed"] |= bool(outcome.get("changed"))
+                break
+            diff = outcome.get("diff")
+            diffs.extend(diff if isinstance(diff, list) else [diff] if diff else [])
             if label == "/etc/hostname" and outcome.get("changed") \
                     and not self._task.check_mode:
                 applied = self._execute_module("ansible.legacy.command", {
                     "_raw_params": apply_hostname_command(hostname), "_uses_shell": True},
                     task_vars=task_vars)
                 result["hostname_applied"] = (applied.get("stdout") or "").strip()
+        result.update(steps=done, changed=any(step["changed"] for step in done))
         if diffs:
             result["diff"] = diffs
         return result
