@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -84,11 +86,31 @@ def _sqlite_settings(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _write_ahead_log(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _write_ahead_log(cursor) -> None:
+    """WAL mode, a lasting property of the file that its first connection sets. Switching
+    needs the file to itself, and while another connection is in a transaction on a fresh
+    file (processes opening it at once, one of them migrating it), SQLite answers "database
+    is locked" at once instead of waiting out the busy timeout: wait here instead."""
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.2)
 
 
 def migrate(engine: Engine) -> None:
