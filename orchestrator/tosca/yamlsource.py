@@ -26,6 +26,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import ScalarNode
 
 from orchestrator.diagnostics import Diagnostics, Location
+from orchestrator.tosca.yamlmerge import MergedPairs, MergeError, kind as _kind
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -161,46 +162,12 @@ def _construct_scalar(tag: str, text: str, event):
         raise _syntax(message, event.start_mark) from None
 
 
-def _kind(value) -> str:
-    if isinstance(value, dict):
-        return "mapping"
-    if isinstance(value, list):
-        return "sequence"
-    return "scalar"
-
-
-def _merge(mapping: Mapping, merges: list) -> None:
-    """Apply the ``<<`` merge keys of a finished mapping, as PyYAML's ``flatten_mapping``
-    does: merged keys come first, explicit keys override them, and of a list of merged
-    mappings the earlier ones win."""
-    sources = []
-    for value, line, column in merges:
-        if isinstance(value, dict):
-            sources.append(value)
-        elif isinstance(value, list):
-            group = []
-            for item in value:
-                if not isinstance(item, dict):
-                    raise _Refused("yaml-syntax", "expected a mapping for merging, but found "
-                                   f"{_kind(item)}", line, column)
-                group.append(item)
-            group.reverse()
-            sources.extend(group)
-        else:
-            raise _Refused("yaml-syntax", "expected a mapping or list of mappings for merging, "
-                           f"but found {_kind(value)}", line, column)
-    merged: dict = {}
-    locs: dict = {}
-    for source in sources:
-        merged.update(source)
-        source_locs = getattr(source, "key_locs", None)
-        if source_locs:
-            locs.update(source_locs)
-    merged.update(mapping)
-    locs.update(mapping.key_locs)
-    mapping.clear()
-    mapping.update(merged)
-    mapping.key_locs = locs
+def _merge(mapping: Mapping, merges: list, merged: MergedPairs) -> None:
+    """Apply the ``<<`` merge keys of a finished mapping as the installed PyYAML does."""
+    try:
+        merged.flatten(mapping, merges)
+    except MergeError as exc:
+        raise _Refused("yaml-syntax", exc.message, exc.line, exc.column) from None
 
 
 def _pairs(sequence: Sequence) -> Sequence:
@@ -233,6 +200,7 @@ def _compose(text: str, filename: str, diagnostics: Diagnostics):
     resolve = loader.resolve
     plain: dict = {}  # plain scalar text -> value (all of them are immutable)
     anchors: dict = {}  # name -> (value, expanded size, line, column)
+    merged = MergedPairs()
     stack: list = []
     push, pop = stack.append, stack.pop
     container = locs = meta = None
@@ -320,14 +288,14 @@ def _compose(text: str, filename: str, diagnostics: Diagnostics):
                 if tag is not None:
                     if tag == _SET:
                         if done[5] is not None:
-                            _merge(value, done[5])
+                            _merge(value, done[5], merged)
                         value = set(value)
                     elif tag == _OMAP or tag == _PAIRS:
                         value = _pairs(value)
                     elif done[5] is not None:
-                        _merge(value, done[5])
+                        _merge(value, done[5], merged)
                 elif done[5] is not None:
-                    _merge(value, done[5])
+                    _merge(value, done[5], merged)
                 if done[0] is not None:
                     anchors[done[0]] = (value, count - done[1] + 1, line, column)
             elif cls is _AliasEvent:
@@ -504,7 +472,11 @@ def load_yaml(text: str, filename: str, diagnostics: Diagnostics):
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
-        diagnostics.error("yaml-syntax", f"{exc.problem or exc.context}", loc)
+        problem = f"{exc.problem or exc.context}"
+        if "nesting depth" in problem:  # libyaml >= 0.2.6 stops deep flow collections itself
+            diagnostics.error("yaml-too-deep", f"nesting deeper than {MAX_DEPTH} levels", loc)
+        else:
+            diagnostics.error("yaml-syntax", problem, loc)
     except yaml.reader.ReaderError as exc:
         line, column = _position(text, exc.position)
         diagnostics.error("yaml-syntax", str(exc).splitlines()[0], Location(filename, line,

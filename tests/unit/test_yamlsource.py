@@ -127,6 +127,16 @@ EDGE_CASES = {
     "merge-two-keys": "a: &a {x: 1}\nb: &b {x: 2, y: 2}\nc:\n  <<: *a\n  <<: *b\n",
     "merge-nested": ("a: &a {x: 1}\nb: &b\n  <<: *a\n  y: 2\nc:\n  <<: *b\n  z: 3\n"),
     "merge-empty-list": "a:\n  <<: []\n  b: 1\n",
+    # PyYAML 6.0.4 decides these by the length of the key (yaml/pyyaml#953)
+    "merge-list-long-keys": ("a: &a {key: a, only_a: 1}\nb: &b {key: b, only_b: 2}\n"
+                             "c:\n  <<: [*a, *b]\n  own: 3\n"),
+    "merge-two-keys-long": "a: &a {xx: 1}\nb: &b {xx: 2, y: 2}\nc:\n  <<: *a\n  <<: *b\n",
+    "merge-of-an-override": ("a: &a {x: 1, yy: 1}\nb: &b\n  <<: *a\n  x: 2\n  yy: 2\n"
+                             "c:\n  <<: *b\n"),
+    "merge-same-anchor-twice": "a: &a {x: 1, long: 2}\nb:\n  <<: [*a, *a]\n  c: 3\n",
+    "merge-fanout": ("n: &n {k0: 0, k1: 1}\na: &a {<<: *n}\nb: &b {<<: *n, k1: 5}\n"
+                     "r: {<<: [*a, *b]}\n"),
+    "merge-int-keys": "a: &a {1: a, 10: a}\nb: &b {1: b, 10: b}\nc: {<<: [*a, *b]}\n",
     "merge-quoted-is-a-key": "a:\n  '<<': 1\n",
     "value-key": "=: 1\n",
     "tags": ("s: !!str 12\ni: !!int '42'\nf: !!float 1\nb: !!bool yes\nn: !!null ''\n"
