@@ -3,7 +3,7 @@
 # on hosts with hybrid cgroups), debootstrap (builds the base image when no registry can
 # be reached), the ssh client and the docker command line (the docker engine path is
 # tested against podman's Docker-compatible API; no docker daemon is ever started).
-# Idempotent and quiet; writes nothing else.
+# Idempotent and quiet; writes nothing else. Uses sudo when not run as root.
 set -euo pipefail
 missing=()
 for pair in podman:podman runc:runc debootstrap:debootstrap ssh:openssh-client \
@@ -13,6 +13,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
     echo ".ci/containers.sh: installing $packages"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null
 fi

@@ -106,6 +106,16 @@ def _control_dir() -> str:
     return folder
 
 
+def _remove_control_dir_if_empty() -> None:
+    """Take the control-socket folder away once no ssh master lives in it (with Mitogen's
+    strategy none ever does); a run that starts meanwhile makes it again, and an ssh that
+    finds it gone runs without connection sharing."""
+    try:
+        os.rmdir(os.path.join(tempfile.gettempdir(), f"orch-cp-{os.getuid()}"))
+    except OSError:
+        pass  # in use, or already gone
+
+
 def _failure(event: dict) -> tuple[str, str, str]:
     data = event.get("event_data") or {}
     res = data.get("res") or {}
@@ -198,6 +208,7 @@ def run_playbook(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pat
         result = _collect(run, operation, stdout, {host_name(h) for h in hosts})
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        _remove_control_dir_if_empty()
     _write_logs(Path(logs_dir) if logs_dir else None, hosts, operation, result)
     return result
 

@@ -22,5 +22,7 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 mkdir -p "$(dirname "$VENV")"
 python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+# its dependencies come pinned from constraints/moto.txt (scripts/refresh-constraints.sh)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -c "$(dirname "$0")/../../constraints/moto.txt" "moto[server]==$MOTO_VERSION"
 echo "moto $MOTO_VERSION installed in $VENV"

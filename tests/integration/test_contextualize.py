@@ -61,7 +61,7 @@ def _build_image() -> str:
     if _image_exists(PROVIDER_IMAGE):
         return PROVIDER_IMAGE
     if importlib.util.find_spec("orchestrator.providers.local.image") is not None:
-        subprocess.run(["python", "-m", "orchestrator.providers.local.image"], check=True)
+        subprocess.run(["python", "-m", "orchestrator.providers.local"], check=True)
         if _image_exists(PROVIDER_IMAGE):
             return PROVIDER_IMAGE
     if _image_exists(TEST_IMAGE):

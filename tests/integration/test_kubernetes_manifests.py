@@ -235,12 +235,27 @@ def node_images(tmp_path_factory):
     from orchestrator.providers.local.image import ensure_image
 
     ensure_image(NODE_IMAGE)
+    before = podman_leftovers()
     if podman("image", "exists", WEB_IMAGE).returncode != 0:  # an application image
         folder = tmp_path_factory.mktemp("web-image")
         (folder / "Containerfile").write_text(
             f"FROM {NODE_IMAGE}\nCMD [\"python3\", \"-m\", \"http.server\", \"8080\"]\n")
         podman("build", "-q", "-t", WEB_IMAGE, str(folder), check=True)
-    return NODE_IMAGE, WEB_IMAGE
+    yield NODE_IMAGE, WEB_IMAGE
+    # what these tests made beside their pods: the web image, the pause image podman
+    # builds for pods when no registry answers, and the network `kube play` creates
+    made = podman_leftovers() - before
+    for kind, name in sorted(made, key=lambda item: item[0] != "network"):
+        podman(kind, "rm", "-f", name)
+    assert not podman_leftovers() - before
+
+
+def podman_leftovers() -> set[tuple[str, str]]:
+    images = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    networks = podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+    return ({("image", name) for name in images
+             if name == WEB_IMAGE or name.startswith("localhost/podman-pause:")}
+            | {("network", name) for name in networks if name == "podman-default-kube-network"})
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 ``ensure_image`` makes sure the image exists, in this order: it is already there; it
 can be pulled (``pull``, e.g. ``docker.io/library/debian:bookworm``, then tagged;
 sshd is installed at container start when missing); it is built from scratch with
-``debootstrap`` (about a minute, once per machine) and ``podman import``. Builds are
+``debootstrap`` (one to two minutes, once per machine) and ``podman import``. Builds are
 serialised by a file lock, so two processes never debootstrap at the same time.
 
-``python -m orchestrator.providers.local.image [NAME] [--pull REF]`` builds it on
+``python -m orchestrator.providers.local [NAME] [--pull REF]`` builds it on
 the command line, printing progress; exit status 0 when the image exists.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _debootstrap_import(runtime: Runtime, name: str, say: Progress,
     root_parent = tempfile.mkdtemp(prefix="orchestrator-rootfs-", dir=data_dir())
     root = os.path.join(root_parent, "rootfs")
     try:
-        say(f"building {name}: debootstrap {SUITE} (about a minute)")
+        say(f"building {name} with debootstrap {SUITE} (one to two minutes, once per machine)")
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
                SUITE, root] + ([mirror] if mirror else [])
         _run_streaming(cmd, say)
@@ -118,7 +118,7 @@ def _debootstrap_import(runtime: Runtime, name: str, say: Progress,
         shutil.rmtree(os.path.join(root, "var", "cache", "apt", "archives"), ignore_errors=True)
         os.makedirs(os.path.join(root, "var", "cache", "apt", "archives", "partial"),
                     exist_ok=True)
-        say(f"importing the root file system as {name}")
+        say(f"importing the root file system as {name} ({time.monotonic() - started:.0f} s)")
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         try:
             runtime.run(["import", "--change", f"ENV {PATH_ENV}", "--change", f"CMD {CMD}",
@@ -131,29 +131,54 @@ def _debootstrap_import(runtime: Runtime, name: str, say: Progress,
         shutil.rmtree(root_parent, ignore_errors=True)
 
 
+_PHASES = {"Retrieving": "downloading packages", "Validating": "checking packages",
+           "Extracting": "extracting packages", "Unpacking": "unpacking packages",
+           "Configuring": "configuring packages", "Resolving": "resolving dependencies",
+           "Installing": "installing the core system"}
+_NOT_A_PACKAGE = {"required", "base", "the", "core", "dependencies", "InRelease", "Release",
+                  "Packages"}
+_HEARTBEAT_S = 10.0
+
+
 def _run_streaming(cmd: list[str], say: Progress) -> None:
-    """Run a build command, passing its notable lines (I: ... / E: ...) to ``say``."""
+    """Run debootstrap, telling ``say`` which phase it is in (downloading, unpacking...),
+    with a count of the packages done, at each change of phase and at least every ten
+    seconds within a long one; errors and warnings are passed on as they come."""
     lines: list[str] = []
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace")
     except OSError as exc:
         raise ProviderError(f"`{' '.join(cmd)}` could not start: {exc}") from None
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        lines.append(line)
-        if line.startswith(("I: Retrieving Release", "I: Validating Packages",
-                            "I: Installing core", "I: Configuring", "I: Base system",
-                            "E:", "W: Failure")) and not line.startswith("I: Configuring "):
-            say(line)
+    with proc, proc.stdout:
+        started = last = time.monotonic()
+        phase, done = "", 0
+        for line in proc.stdout:
+            line = line.rstrip()
+            lines.append(line)
+            if line.startswith(("E:", "W:")):
+                say(line)
+                continue
+            words = line.split()
+            if len(words) < 2 or words[0] != "I:":
+                continue
+            now = time.monotonic()
+            current = _PHASES.get(words[1], phase)
+            if current != phase:
+                phase, done, last = current, 0, now
+                say(f"debootstrap: {phase}... ({now - started:.0f} s)")
+            elif words[1] in _PHASES and len(words) > 2 and words[2] not in _NOT_A_PACKAGE:
+                done += 1  # "I: Retrieving libc6 2.36-9", "I: Unpacking bash..."
+                if now - last >= _HEARTBEAT_S:
+                    last = now
+                    say(f"debootstrap: {phase}, {done} so far ({now - started:.0f} s)")
     if proc.wait() != 0:
         raise ProviderError(f"`{' '.join(cmd[:3])} ...` failed (exit {proc.returncode}): "
                             + "\n".join(lines[-8:]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.providers.local.image",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.providers.local",
                                      description="Build the local provider's base image.")
     parser.add_argument("name", nargs="?", default=DEFAULT_IMAGE)
     parser.add_argument("--pull", help="try pulling this image first")
