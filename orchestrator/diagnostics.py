@@ -54,6 +54,8 @@ CODES: dict[str, str] = {
     "constraint-violation": "a value breaks a declared constraint",
     "unknown-capability": "a capability not defined by the type",
     "unknown-requirement": "a requirement not defined by the type",
+    "missing-requirement": "a requirement the type asks for (occurrences) is not given (a "
+                           "warning)",
     "unknown-node": "a reference to a node template that does not exist",
     "requirement-mismatch": "a requirement's target does not offer the required capability",
     "unknown-interface": "an interface not defined by the type",
@@ -66,6 +68,8 @@ CODES: dict[str, str] = {
     "undefined-input": "get_input names an input that is not declared",
     "invalid-function": "an intrinsic function has malformed arguments",
     "unresolved-reference": "an intrinsic function points at something that does not exist",
+    "unresolved-path": "a function's path indexes past a list or misses a key with the current "
+                       "inputs (a warning; plan and deploy refuse it)",
     "function-cycle": "intrinsic functions refer to each other in a loop",
     "unknown-function": "a single-key map that looks like a misspelt intrinsic function",
     # outputs, groups, policies

@@ -19,7 +19,7 @@ from orchestrator.placement import place, usage_of
 from orchestrator.plan import CONFIGURE, Existing, Plan, build_plan, digest
 from orchestrator.providers.base import ACTIVE, DELETED, TAG_INDEX, TAG_KIND, TAG_NODE
 from orchestrator.topology.secrets import MASK
-from orchestrator.validation import validate
+from orchestrator.validation import require_inputs, validate
 
 
 @dataclass
@@ -145,8 +145,7 @@ class Orchestrator:
              name: str | None = None, import_maps: Iterable[str] = (),
              allow_remote_imports: bool = False, refresh: bool = True) -> PlanResult:
         report = validate(template, input_files, sets, import_maps, allow_remote_imports)
-        if not report.valid:
-            raise TemplateError(f"{report.file} is invalid", report.diagnostics)
+        require_inputs(report)
         name = name or os.path.splitext(os.path.basename(report.file))[0]
         record = self.store.get_deployment(name, owner=self.owner)
         existing: list[Existing] = []
@@ -269,8 +268,7 @@ class Orchestrator:
         if report is None:
             report = validate(plan.template, input_files, [
                 f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets))
-        if not report.valid:
-            raise TemplateError(f"{plan.template} is invalid", report.diagnostics)
+        require_inputs(report)
         given = {s.partition("=")[0] for s in sets} | _file_keys(input_files)
         missing = sorted(k for k, v in plan.inputs.items() if v == MASK and k not in given)
         if missing:

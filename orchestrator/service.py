@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator import resources
-from orchestrator.validation import ValidationReport, resolve_template, validate
+from orchestrator.validation import ValidationReport, require_inputs, resolve_template, validate
 
-__all__ = ["ValidationReport", "resolve_template", "validate", "catalogue", "orchestrator",
+__all__ = ["ValidationReport", "require_inputs", "resolve_template", "validate", "catalogue",
+           "orchestrator",
            "load_plan", "schema", "sites_data", "check_data"]
 
 

@@ -60,19 +60,24 @@ def cli(ctx: click.Context, debug: bool, db: str | None, sites: str | None,
 @cli.command()
 @click.argument("template")
 @_template_options
-def validate(template, input_files, sets, import_maps, allow_remote_imports, fmt):
+@click.option("--strict", is_flag=True,
+              help="Treat warnings (duplicate keys, missing inputs...) as errors.")
+def validate(template, input_files, sets, import_maps, allow_remote_imports, fmt, strict):
     """Validate TEMPLATE (a file, a CSAR archive or a catalogue name).
 
-    Exit status 0 when valid, 1 when invalid, 2 on usage errors."""
+    A template is valid without values for its required inputs (each is a warning);
+    plan and deploy need them. Exit status 0 when valid, 1 when invalid (or, with
+    --strict, when there is any warning), 2 on usage errors."""
     from orchestrator import service
     from orchestrator.cli import render
 
     report = service.validate(template, input_files, sets, import_maps, allow_remote_imports)
+    ok = report.valid and not (strict and render.warning_count(report))
     if fmt == "json":
-        click.echo(json.dumps(render.validation_json(report), indent=2))
+        click.echo(json.dumps(render.validation_json(report, strict=strict), indent=2))
     else:
-        click.echo(render.validation_text(report), err=not report.valid)
-    sys.exit(EXIT_OK if report.valid else EXIT_FAILED)
+        click.echo(render.validation_text(report, strict=strict), err=not ok)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @cli.command()

@@ -3,7 +3,7 @@
 The text view is rendered from the same JSON-able data the JSON view prints."""
 from __future__ import annotations
 
-from orchestrator.diagnostics import Diagnostics
+from orchestrator.diagnostics import Diagnostics, Severity
 from orchestrator.topology.secrets import mask_topology
 
 FORMAT_VERSION = 1
@@ -13,11 +13,18 @@ def diagnostics_text(diagnostics: Diagnostics) -> str:
     return "\n".join(d.render() for d in diagnostics.sorted())
 
 
-def validation_text(report) -> str:
+def warning_count(report) -> int:
+    return sum(1 for d in report.diagnostics if d.severity is Severity.WARNING)
+
+
+def validation_text(report, strict: bool = False) -> str:
     lines = [diagnostics_text(report.diagnostics)] if len(report.diagnostics) else []
     errors = len(report.diagnostics.errors)
     warnings = len(report.diagnostics) - errors
-    if report.valid:
+    if report.valid and strict and warning_count(report):
+        lines.append(f"{report.file}: invalid under --strict ({warning_count(report)} "
+                     "warning(s), no errors)")
+    elif report.valid:
         nodes = len(report.topology.nodes)
         lines.append(f"{report.file}: valid ({nodes} node{'s' if nodes != 1 else ''}"
                      f"{f', {warnings} warning(s)' if warnings else ''})")
@@ -27,11 +34,11 @@ def validation_text(report) -> str:
     return "\n".join(lines)
 
 
-def validation_json(report, with_topology: bool = False) -> dict:
+def validation_json(report, with_topology: bool = False, strict: bool = False) -> dict:
     data = {
         "format_version": FORMAT_VERSION,
         "file": report.file,
-        "valid": report.valid,
+        "valid": report.valid and not (strict and warning_count(report)),
         "errors": len(report.diagnostics.errors),
         "warnings": len(report.diagnostics) - len(report.diagnostics.errors),
         "diagnostics": [d.to_dict() for d in report.diagnostics.sorted()],

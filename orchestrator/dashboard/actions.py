@@ -38,6 +38,10 @@ def submit(ctx, who, template_name: str, name: str, inputs: dict, sites: list[st
         else (inputs, {})
     if not report.valid:
         return Submission(diagnostics=list(report.diagnostics), secrets=secret)
+    try:
+        service.require_inputs(report)
+    except OrchestratorError as exc:  # a required input left empty
+        return Submission(diagnostics=list(exc.diagnostics), secrets=secret)
     with open(path, encoding="utf-8", errors="replace") as handle:
         text = handle.read()
     try:

@@ -43,10 +43,22 @@ class EvaluationMixin:
             rel_scope = Scope(self_node=node.name, source=node.name, target=requirement.target)
             requirement.properties = self.evaluator.evaluate_map(requirement.properties, rel_scope,
                                                              requirement.loc)
+            rel_scope.relationship = self._relationship_properties(requirement)
             for ops in requirement.interfaces.values():
                 for op in ops.values():
                     op["inputs"] = self.evaluator.evaluate_map(op.get("inputs") or {}, rel_scope,
                                                            op["loc"])
+
+    def _relationship_properties(self, requirement) -> dict:
+        """The relationship's properties as given, over its type's defaults."""
+        values = {}
+        if requirement.relationship:
+            defs = self.registry.properties("relationship_types", requirement.relationship)
+            for prop, schema in defs.items():
+                if isinstance(schema, dict) and "default" in schema:
+                    values[prop] = schema["default"]
+        values.update(requirement.properties or {})
+        return values
 
     def _scope(self, node: str) -> Scope:
         scope = self._scopes.get(node)

@@ -121,6 +121,8 @@ class Scope:
     self_node: str | None = None
     source: str | None = None
     target: str | None = None
+    #: in a relationship's interface: the relationship's properties, which SELF names first
+    relationship: dict | None = None
 
 
 class Evaluator:
@@ -217,6 +219,9 @@ class Evaluator:
         if not isinstance(args, list) or len(args) < 2 or not _all_keys(args[1:]):
             return self._bad("get_property takes [entity, (capability or requirement,) property, "
                              "nested keys...]", loc, scope)
+        if args[0] == "SELF" and scope.relationship and args[1] in scope.relationship:
+            what = f"get_property: property {args[1]} of the relationship"
+            return self._descend(scope.relationship[args[1]], list(args[2:]), what, loc, scope)
         node = self._entity(args[0], scope, loc, "get_property")
         if node is None:
             return None
@@ -233,20 +238,41 @@ class Evaluator:
             return self._bad(f"get_property: no host of '{scope.self_node}' has property "
                              f"'{path[0]}'", loc, scope, "unresolved-reference")
         value = self.ctx.property_of(node, path, loc, scope.self_node)
-        if value is _MISSING:
-            return self._bad(f"get_property: node '{node}' has no property "
-                             f"{'.'.join(str(p) for p in path)}", loc, scope,
-                             "unresolved-reference")
-        return value
+        if value is not _MISSING:
+            return value
+        for known in range(len(path) - 1, 0, -1):  # the longest part of the path that exists
+            prefix = self.ctx.property_of(node, path[:known], loc, scope.self_node)
+            if prefix is not _MISSING:
+                what = f"get_property: property {'.'.join(str(p) for p in path[:known])} of " \
+                       f"node '{node}'"
+                return self._descend(prefix, path[known:], what, loc, scope)
+        return self._bad(f"get_property: node '{node}' has no property "
+                         f"{'.'.join(str(p) for p in path)}", loc, scope, "unresolved-reference")
 
     def _descend(self, value, path: list, what: str, loc: Location, scope: Scope):
+        """Follow ``path`` into ``value``. A list index or a key that the value lacks with
+        the current inputs is a warning (``unresolved-path``: plan and deploy refuse it, as
+        the inputs they get may make it resolve); a step into a scalar is an error."""
         for step in path:
             if isinstance(value, Deferred):
                 return Deferred(value.function, value.args + (step,), value.node)
-            value = walk(value, [step], _MISSING)
-            if value is _MISSING:
-                return self._bad(f"{what} has no element {step!r}", loc, scope,
-                                 "unresolved-reference")
+            found = walk(value, [step], _MISSING)
+            if found is _MISSING:
+                if isinstance(value, list) and isinstance(step, int):
+                    why = f"index {step} is out of range of a list of {len(value)} item(s)"
+                elif isinstance(value, dict):
+                    why = f"there is no key {step!r}"
+                elif value is None:
+                    why = f"it has no value to take {step!r} from"
+                else:
+                    return self._bad(f"{what} has no element {step!r} (it is a "
+                                     f"{type(value).__name__})", loc, scope,
+                                     "unresolved-reference")
+                self.diagnostics.warning(
+                    "unresolved-path", f"{what}: {why} with the current inputs; it must "
+                    "resolve when the deployment is planned", loc, node=scope.self_node)
+                return None
+            value = found
         return value
 
     def _fn_concat(self, args, scope: Scope, loc: Location):

@@ -28,13 +28,46 @@ class RequirementsMixin:
             loc = where(entry, req_name, loc)
             definition = req_defs.get(req_name)
             if definition is None:
-                diags.error("unknown-requirement", f"requirement '{req_name}' is not defined for "
-                            f"{node.type}", loc, node=node.name,
-                            hint=did_you_mean(req_name, req_defs))
-                continue
+                definition = self._undeclared_requirement(node, req_name, body, req_defs, loc)
+                if definition is None:
+                    continue
             requirement = self._requirement(node, str(req_name), body, definition, loc)
             if requirement is not None:
                 node.requirements.append(requirement)
+
+    def _check_occurrences(self, node: NodeTemplate) -> None:
+        """A requirement whose definition asks for at least one target and that the node
+        template leaves out is a warning: INDIGO's ElasticCluster runs without a host, as
+        IM and the INDIGO PaaS orchestrator take it (tosca-parser refuses it)."""
+        given = {r.name for r in node.requirements}
+        for name, definition in self.registry.requirements(node.type).items():
+            occurrences = definition.get("occurrences") if isinstance(definition, dict) else None
+            lower = occurrences[0] if isinstance(occurrences, list) and occurrences else 1
+            if name in given or not isinstance(lower, int) or lower < 1:
+                continue
+            if name != "host" and occurrences is None:
+                continue  # TOSCA's default [1, 1]; only 'host' is held to it
+            self.diagnostics.warning(
+                "missing-requirement", f"requirement '{name}' of {node.type} asks for at least "
+                f"{lower} target(s) and none is given", node.loc, node=node.name)
+
+    def _undeclared_requirement(self, node, name, body, req_defs: dict,
+                                loc: Location) -> dict | None:
+        """A requirement the node's type does not declare. A misspelt one is an error; one
+        that names an existing node template (as tosca-parser and IM accept, e.g.
+        ``local_storage: {node: volume, relationship: AttachesTo}``) is taken as written,
+        with a warning: its relationship is the one given, else DependsOn."""
+        hint = did_you_mean(name, req_defs)
+        target = body if isinstance(body, str) else \
+            body.get("node") if isinstance(body, dict) else None
+        if hint or not isinstance(target, str) or target not in self.nodes:
+            self.diagnostics.error("unknown-requirement", f"requirement '{name}' is not defined "
+                                   f"for {node.type}", loc, node=node.name, hint=hint)
+            return None
+        self.diagnostics.warning("unknown-requirement", f"requirement '{name}' is not defined "
+                                 f"for {node.type}; taken as written, towards node '{target}'",
+                                 loc, node=node.name)
+        return {"relationship": "tosca.relationships.DependsOn"}
 
     def _requirement(self, node, name: str, body, definition: dict, loc: Location):
         diags = self.diagnostics
@@ -119,13 +152,31 @@ class RequirementsMixin:
         wanted_node = definition.get("node")
         if isinstance(wanted_node, str) and self.registry.resolve("node_types", wanted_node) and \
                 not self.registry.is_a("node_types", target.type, wanted_node):
-            self.diagnostics.error(
-                "requirement-mismatch", f"requirement '{requirement.name}' needs a node of type "
-                f"{wanted_node}; '{target.name}' is a {target.type}", loc, node=node.name)
-            return
+            message = f"requirement '{requirement.name}' needs a node of type {wanted_node}; " \
+                      f"'{target.name}' is a {target.type}"
+            if not self._hosted_on_a_hosted_node(requirement, target):
+                self.diagnostics.error("requirement-mismatch", message, loc, node=node.name)
+                return
+            # INDIGO templates host software on software (host: mesos_slave): the node
+            # goes where its target runs, as IM and tosca-parser take it
+            self.diagnostics.warning("requirement-mismatch", f"{message}, itself hosted: the "
+                                     f"node is placed on the host of '{target.name}'", loc,
+                                     node=node.name)
+            if requirement.capability:
+                return
         capability = requirement.capability
-        if capability and self.registry.capability_offers(target.type, capability) is None:
+        if capability and self.registry.capability_offers(target.type, capability) is None \
+                and not self._hosted_on_a_hosted_node(requirement, target):
             self.diagnostics.error(
                 "requirement-mismatch", f"requirement '{requirement.name}' needs capability "
                 f"{capability}, which '{target.name}' ({target.type}) does not offer", loc,
                 node=node.name)
+
+    def _hosted_on_a_hosted_node(self, requirement: Requirement, target: NodeTemplate) -> bool:
+        """A HostedOn requirement towards a node that itself has a host requirement."""
+        if not requirement.relationship or not self.registry.is_a(
+                "relationship_types", requirement.relationship, "tosca.relationships.HostedOn"):
+            return False
+        entries = target.raw.get("requirements")
+        return isinstance(entries, list) and any(
+            isinstance(entry, dict) and "host" in entry for entry in entries)

@@ -60,7 +60,7 @@ class Template(RequirementsMixin, EvaluationMixin):
         self._check_header()
         for doc in self.docs:
             self.registry.add_document(doc.data, prefix=doc.namespace_prefix)
-        self.registry.check()
+        self.registry.check(self.file)
         topology = _mapping(self.root, "topology_template", self.diagnostics)
         for key in topology:
             if key not in TOPOLOGY_KEYS:
@@ -76,6 +76,7 @@ class Template(RequirementsMixin, EvaluationMixin):
             self._read_node(str(name), body, where(nodes, name))
         for node in self.nodes.values():
             self._read_requirements(node)
+            self._check_occurrences(node)
         for node in self.nodes.values():
             self._evaluate_node(node)
         self._read_groups(_mapping(topology, "groups", self.diagnostics))
@@ -132,9 +133,12 @@ class Template(RequirementsMixin, EvaluationMixin):
                                                  where(schema, "default", loc))
             elif schema.get("required", True) is not False:
                 described = f": {definition.description}" if definition.description else ""
-                self.diagnostics.error("missing-input", f"required input '{name}' has no value "
-                                       f"and no default{described}", loc,
-                                       hint=f"pass it with --set {name}=VALUE or -i inputs.yaml")
+                # a template is valid without its inputs: plan and deploy refuse (see
+                # validation.require_inputs), a form is built from them
+                self.diagnostics.warning("missing-input", f"required input '{name}' has no "
+                                         f"value and no default{described}", loc,
+                                         hint=f"pass it with --set {name}=VALUE or -i "
+                                         "inputs.yaml")
         for name, (_value, given_loc) in given.items():
             if name not in inputs:
                 self.diagnostics.warning("unknown-input", f"input '{name}' is not declared by "
@@ -159,6 +163,12 @@ class Template(RequirementsMixin, EvaluationMixin):
             diags.error("unknown-type", f"unknown node type '{type_name}'",
                         where(body, "type", loc), node=name,
                         hint=self.registry.suggest("node_types", type_name))
+            return
+        broken = self.registry.broken_ancestor("node_types", canonical)
+        if broken is not None:
+            diags.error("unknown-type", f"node type '{canonical}' cannot be used: type "
+                        f"'{broken[0]}' derives from unknown type '{broken[1]}'",
+                        where(body, "type", loc), node=name)
             return
         node = NodeTemplate(name, canonical, body, loc)
         self.nodes[name] = node
@@ -234,6 +244,7 @@ class Template(RequirementsMixin, EvaluationMixin):
         """Merge operation definitions from the type and the template into ``out``."""
         diags = self.diagnostics
         type_ifaces = self.registry.interfaces(section, type_name)
+        misplaced: dict = {}
         for iface_name in set(type_ifaces) | set(given):
             type_def = type_ifaces.get(iface_name)
             body = given.get(iface_name)
@@ -257,6 +268,11 @@ class Template(RequirementsMixin, EvaluationMixin):
             for source in (type_def, body or {}):
                 for op_name, op_body in _operation_items(source):
                     if op_name not in allowed and source is body:
+                        if self._misplaced_configure(section, iface_name, op_name,
+                                                     where(source, op_name, loc), node):
+                            misplaced[op_name] = _merge_operation(None, op_body,
+                                                                  where(source, op_name, loc))
+                            continue
                         diags.error("unknown-operation", f"operation '{op_name}' is not part "
                                     f"of interface '{iface_name}'", where(source, op_name, loc),
                                     node=node.name, hint=did_you_mean(op_name, allowed))
@@ -265,6 +281,22 @@ class Template(RequirementsMixin, EvaluationMixin):
                                                     where(source, op_name, loc))
             if ops:
                 out[iface_name] = ops
+        if misplaced:
+            out.setdefault("Configure", {}).update(misplaced)
+
+    def _misplaced_configure(self, section: str, iface_name: str, op_name: str,
+                             loc: Location, node) -> bool:
+        """A relationship operation of the Configure interface written under Standard
+        (``Standard: {pre_configure_source: ...}`` in an INDIGO example): moved to
+        Configure, with a warning."""
+        configure = "tosca.interfaces.relationship.Configure"
+        if section != "relationship_types" or iface_name != "Standard" or \
+                op_name not in self.registry.interface_operations(configure):
+            return False
+        self.diagnostics.warning("unknown-operation", f"operation '{op_name}' belongs to the "
+                                 "relationship interface 'Configure', not 'Standard'; read as "
+                                 f"Configure.{op_name}", loc, node=node.name)
+        return True
 
     def _operations_of(self, iface_def: dict) -> set[str]:
         ops = {name for name, _ in _operation_items(iface_def)}

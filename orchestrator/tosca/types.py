@@ -79,6 +79,8 @@ class TypeRegistry:
         self.types: dict[str, dict[str, TypeDef]] = {s: {} for s in SECTIONS}
         self._chains: dict[tuple[str, str], tuple[str, ...]] = {}
         self._merged: dict[tuple, dict] = {}
+        self._root_file: str | None = None
+        self.broken: dict[tuple[str, str], str] = {}  # (section, type) -> unknown parent
         for _path, data in normative_documents():
             self.add_document(data, normative=True)
 
@@ -117,11 +119,24 @@ class TypeRegistry:
                         continue
                 self.types[section][full] = TypeDef(full, section, body, normative)
 
-    def check(self) -> None:
-        """Report unknown parents and inheritance cycles once, for every type."""
+    def check(self, root_file: str | None = None) -> None:
+        """Report unknown parents and inheritance cycles once, for every type. A type of
+        an imported file whose parent is unknown is a warning (tosca-parser and IM never
+        look at types nobody uses; a real INDIGO file has one): it is kept in ``broken``
+        and using it is an error (``broken_ancestor``)."""
+        self._root_file = root_file
         for section, table in self.types.items():
             for name in list(table):
                 self.chain(section, name, report=True)
+
+    def broken_ancestor(self, section: str, name: str) -> tuple[str, str] | None:
+        """(type, unknown parent) when ``name`` or one of its ancestors derives from an
+        unknown type."""
+        for ancestor in self.chain(section, name):
+            parent = self.broken.get((section, ancestor))
+            if parent is not None:
+                return ancestor, parent
+        return None
 
     # -- lookup ----------------------------------------------------------------------------
     def resolve(self, section: str, name) -> str | None:
@@ -165,10 +180,16 @@ class TypeRegistry:
                 break
             resolved = self.resolve(section, parent)
             if resolved is None and report:
-                self.diagnostics.error(
-                    "unknown-type", f"type '{current}' derives from unknown type '{parent}'",
-                    where(typedef.data, "derived_from", typedef.loc),
-                    hint=self.suggest(section, parent))
+                loc = where(typedef.data, "derived_from", typedef.loc)
+                message = f"type '{current}' derives from unknown type '{parent}'"
+                if self._root_file is not None and loc.file != self._root_file:
+                    self.broken[(section, current)] = parent
+                    self.diagnostics.warning("unknown-type", message + " (in an imported "
+                                             "file; it cannot be used)", loc,
+                                             hint=self.suggest(section, parent))
+                else:
+                    self.diagnostics.error("unknown-type", message, loc,
+                                           hint=self.suggest(section, parent))
             current = resolved
         result = tuple(names)
         self._chains[key] = result

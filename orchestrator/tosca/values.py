@@ -15,6 +15,7 @@ from toscaparser.elements import constraints as tp_constraints
 from toscaparser.elements import scalarunit as tp_scalar
 
 from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
+from orchestrator.tosca import versions
 from orchestrator.tosca.types import PRIMITIVE_TYPES, TypeRegistry
 from orchestrator.tosca.yamlsource import where
 
@@ -143,7 +144,14 @@ class Checker:
 
     def _check_primitive(self, value, type_name: str, schema: dict, name: str, loc: Location):
         if type_name == "string":
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            if isinstance(value, bool):  # `default: true` where a string is declared
+                text = "true" if value else "false"
+                self.diagnostics.warning(
+                    "type-mismatch", f"'{name}' is declared as a string but has the YAML "
+                    f"boolean {text}; read as the string '{text}' (quote it to say so)", loc,
+                    node=self.node)
+                return text
+            if not isinstance(value, (str, int, float)):
                 self._mismatch(value, type_name, name, loc)
                 return value
             return value if isinstance(value, str) else str(value)
@@ -271,6 +279,22 @@ class Checker:
             self.diagnostics.error("constraint-violation", f"value {value!r} of '{name}' does "
                                    f"not match the pattern {pattern!r}", loc, node=self.node)
 
+    def _check_version(self, value, item: dict, name: str, loc: Location, at: Location):
+        """A constraint on a version, compared as TOSCA versions (20.04 the float and
+        "20.04" the string are the same version)."""
+        operator, argument = next(iter(item.items()))
+        try:
+            ok = versions.satisfies(value, operator, argument)
+        except ValueError as exc:
+            self.diagnostics.error("invalid-type-definition", f"invalid constraint on "
+                                   f"'{name}': {exc}", at, node=self.node)
+            return
+        if not ok:
+            shown = [versions.version_text(a) or a for a in argument] \
+                if isinstance(argument, list) else versions.version_text(argument) or argument
+            self.diagnostics.error("constraint-violation", f"version {value} of '{name}' does "
+                                   f"not meet {operator} {shown}", loc, node=self.node)
+
     def check_constraints(self, value, type_name: str, constraints, name: str, loc: Location):
         if not constraints or value is None or is_deferred(value):
             return
@@ -280,7 +304,13 @@ class Checker:
                 if isinstance(bound, int):
                     self.check_constraints(bound, "integer", constraints, name, loc)
             return
-        if not isinstance(constraints, list):
+        if isinstance(constraints, dict):  # tosca-parser reads a map as one constraint each
+            self.diagnostics.warning("invalid-type-definition", f"constraints of '{name}' should "
+                                     "be a list of single-key mappings; read this map as one "
+                                     "constraint per key", where(constraints, None, loc),
+                                     node=self.node)
+            constraints = [{key: item} for key, item in constraints.items()]
+        elif not isinstance(constraints, list):
             self.diagnostics.error("invalid-type-definition", f"constraints of '{name}' must be a "
                                    "list", loc, node=self.node)
             return
@@ -293,6 +323,11 @@ class Checker:
             if "pattern" in item:
                 self._check_pattern(value, item["pattern"], name, loc, at)
                 continue
+            if type_name == "version" and next(iter(item)) in versions.OPERATORS:
+                self._check_version(value, item, name, loc, at)
+                continue
+            if type_name == "string":  # YAML booleans among a string's values: as read
+                item = {op: _bools_as_text(arg) for op, arg in item.items()}
             key = (type_name, repr(item))
             constraint = _CONSTRAINT_CACHE.get(key)
             try:
@@ -314,6 +349,16 @@ class Checker:
 
 
 PATTERN_TIMEOUT_S = 0.5
+
+
+def _bools_as_text(argument):
+    """A constraint argument with YAML booleans spelt as the strings a string value reads
+    them as (see ``_check_primitive``)."""
+    if isinstance(argument, bool):
+        return "true" if argument else "false"
+    if isinstance(argument, list):
+        return [_bools_as_text(item) for item in argument]
+    return argument
 
 
 def _compiled(pattern: str):

@@ -12,7 +12,7 @@ the limit is crossed, before anything big is built. The data is the same as
 ``yaml.safe_load`` gives (same implicit resolution, same scalar constructors, merge
 keys, ``!!set``/``!!omap``/``!!pairs``), except that a mapping key which is not
 hashable is reported and dropped instead of aborting the load, and a duplicate key
-is reported (the last value wins, as in PyYAML).
+is a warning (the last value wins, as in PyYAML and tosca-parser).
 """
 from __future__ import annotations
 
@@ -348,9 +348,11 @@ def _compose(text: str, filename: str, diagnostics: Diagnostics):
                     key = _MISSING
                     continue
                 if seen and meta[4] != _SET:
-                    diagnostics.error(
+                    first = locs[key]
+                    diagnostics.warning(
                         "duplicate-key", f"key '{key}' appears twice in this mapping (first at "
-                        f"line {locs[key].line})", key_loc)
+                        f"line {first.line}, column {first.column}); the last value is used",
+                        key_loc)
                 container[key] = value
                 locs[key] = key_loc
                 key = _MISSING

@@ -67,15 +67,33 @@ def test_validate_invalid_template_exit_1_with_location(tmp_path):
 
 
 def test_validate_json(tmp_path):
-    path = tmp_path / "bad.yaml"
+    """A template is valid without its inputs: each required one is a warning."""
+    path = tmp_path / "good.yaml"
     path.write_text(GOOD)
     result = run("validate", str(path), "--format", "json")
-    assert result.returncode == 1
+    assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(result.stdout)
-    assert data["valid"] is False and data["errors"] == 1
+    assert data["valid"] is True and data["errors"] == 0 and data["warnings"] == 1
     (diag,) = data["diagnostics"]
     assert diag["code"] == "missing-input" and diag["line"] == 4
-    assert "Admin password" in diag["message"]
+    assert diag["severity"] == "warning" and "Admin password" in diag["message"]
+    strict = run("validate", str(path), "--format", "json", "--strict")
+    assert strict.returncode == 1 and json.loads(strict.stdout)["valid"] is False
+
+
+def test_plan_refuses_missing_inputs_naming_each(tmp_path):
+    path = tmp_path / "good.yaml"
+    path.write_text(GOOD.replace("  node_templates:", "    size: {type: integer, description: "
+                                 "Disk size in GB}\n  node_templates:"))
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "plan", str(path)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "admin_password, size" in result.stderr
+    assert f"{path}:4:5: error [missing-input]" in result.stderr
+    assert "Admin password" in result.stderr and "Disk size in GB" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["validate"], ["validate", "x.yaml", "--format", "xml"],

@@ -29,6 +29,7 @@ from orchestrator.tosca.functions import Deferred
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 VALID = sorted((FIXTURES / "valid").glob("*.yaml"))
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
+WARNINGS = sorted((FIXTURES / "warnings").glob("*.yaml"))
 REPO = Path(__file__).resolve().parents[2]
 
 HEADER = re.compile(r"^# expect: (?P<code>[a-z-]+) (?P<line>\d+)"
@@ -36,14 +37,18 @@ HEADER = re.compile(r"^# expect: (?P<code>[a-z-]+) (?P<line>\d+)"
 
 #: codes the invalid corpus must cover (one fixture each at least)
 REQUIRED_CODES = {
-    "yaml-syntax", "duplicate-key", "missing-version", "unsupported-version",
+    "yaml-syntax", "missing-version", "unsupported-version",
     "unknown-section", "missing-field", "unknown-type", "unknown-property",
     "missing-property", "type-mismatch", "constraint-violation", "unknown-capability",
     "unknown-requirement", "unknown-node", "requirement-mismatch", "unknown-interface",
-    "unknown-operation", "dependency-cycle", "missing-input", "undefined-input",
+    "unknown-operation", "dependency-cycle", "undefined-input",
     "invalid-function", "unresolved-reference", "function-cycle", "import-not-found",
     "import-remote-unmapped", "missing-value", "unknown-target", "wrong-type",
 }
+
+
+#: codes that are warnings: the template stays valid (and invalid under --strict)
+WARNING_CODES = {"duplicate-key", "missing-input"}
 
 
 @dataclass(frozen=True)
@@ -315,7 +320,7 @@ def _cli(tmp_path, *args) -> subprocess.CompletedProcess:
                           env=_isolated_env(tmp_path), timeout=120)
 
 
-CLI_CASES = ["unknown_type.yaml", "missing_input.yaml", "dependency_cycle.yaml",
+CLI_CASES = ["unknown_type.yaml", "unknown_property.yaml", "dependency_cycle.yaml",
              "yaml_syntax.yaml", "import_remote_unmapped.yaml"]
 
 
@@ -373,3 +378,36 @@ def test_dsl_definitions_anchors_and_merge_keys():
     assert (large.cpus, large.os.version) == (16, "24.04")  # explicit keys win over <<
     assert large.memory_mib == small.memory_mib  # merged from the shared block
     assert plain.os.distribution == "ubuntu"
+
+
+# -- templates that are valid with a warning --------------------------------------------------
+def test_warning_corpus_covers_the_warning_codes():
+    assert {expectation(p).code for p in WARNINGS} == WARNING_CODES
+
+
+@pytest.mark.parametrize("path", WARNINGS, ids=lambda p: p.name)
+def test_warning_template_is_valid_with_its_warning(path):
+    expected = expectation(path)
+    report = service.validate(str(path))
+    assert report.valid, _render(report.diagnostics)
+    warnings = [d for d in report.diagnostics if d.code == expected.code]
+    assert [d.severity for d in warnings] == [Severity.WARNING], _render(report.diagnostics)
+    [diag] = warnings
+    assert (Path(diag.file).resolve(), diag.line) == (path.resolve(), expected.line)
+    assert diag.column > 0, diag.render()
+    if expected.message is not None:
+        assert expected.message in diag.message, diag.render()
+
+
+@pytest.mark.parametrize("path", WARNINGS, ids=lambda p: p.name)
+def test_warning_template_fails_validate_strict(path, tmp_path):
+    cli = [sys.executable, "-m", "orchestrator", "validate"]
+    env = _isolated_env(tmp_path)
+    relaxed = subprocess.run([*cli, str(path)], capture_output=True, text=True, env=env)
+    assert relaxed.returncode == 0, relaxed.stderr
+    assert f"warning [{expectation(path).code}]" in relaxed.stdout + relaxed.stderr
+    strict = subprocess.run([*cli, "--strict", str(path)], capture_output=True, text=True,
+                            env=env)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert f"warning [{expectation(path).code}]" in strict.stderr
+    assert "--strict" in strict.stderr

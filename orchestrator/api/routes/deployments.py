@@ -75,6 +75,7 @@ def _validated(ctx: ServiceContext, source: dict, inputs: dict, workdir):
     report = service.validate_inputs(path, inputs)
     if not report.valid:
         raise TemplateError("the template is invalid", report.diagnostics)
+    service.require_inputs(report)  # every required input has a value
     return path, report
 
 
