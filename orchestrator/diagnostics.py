@@ -70,6 +70,8 @@ CODES: dict[str, str] = {
     "unresolved-reference": "an intrinsic function points at something that does not exist",
     "unresolved-path": "a function's path indexes past a list or misses a key with the current "
                        "inputs (a warning; plan and deploy refuse it)",
+    "unresolved-output": "an output's function path does not resolve with the current inputs "
+                         "(a warning; the output is null)",
     "function-cycle": "intrinsic functions refer to each other in a loop",
     "unknown-function": "a single-key map that looks like a misspelt intrinsic function",
     # outputs, groups, policies

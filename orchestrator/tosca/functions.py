@@ -123,6 +123,8 @@ class Scope:
     target: str | None = None
     #: in a relationship's interface: the relationship's properties, which SELF names first
     relationship: dict | None = None
+    #: the output being evaluated (its unresolved paths are null, not a refusal to plan)
+    output: str | None = None
 
 
 class Evaluator:
@@ -268,6 +270,11 @@ class Evaluator:
                     return self._bad(f"{what} has no element {step!r} (it is a "
                                      f"{type(value).__name__})", loc, scope,
                                      "unresolved-reference")
+                if scope.output is not None:  # nothing deployed depends on it
+                    self.diagnostics.warning(
+                        "unresolved-output", f"output '{scope.output}': {what}: {why} with the "
+                        "current inputs; the output is null", loc)
+                    return None
                 self.diagnostics.warning(
                     "unresolved-path", f"{what}: {why} with the current inputs; it must "
                     "resolve when the deployment is planned", loc, node=scope.self_node)

@@ -398,7 +398,8 @@ class Template(RequirementsMixin, EvaluationMixin):
             if not isinstance(body, dict) or "value" not in body:
                 self.diagnostics.error("missing-value", f"output '{name}' has no value", loc)
                 continue
-            value = self.evaluator.evaluate(body["value"], Scope(), where(body, "value", loc))
+            value = self.evaluator.evaluate(body["value"], Scope(output=str(name)),
+                                            where(body, "value", loc))
             self.outputs[str(name)] = {"description": body.get("description"), "value": value}
 
 

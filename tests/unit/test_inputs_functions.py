@@ -162,18 +162,32 @@ def test_unresolved_path_is_a_warning_until_inputs_are_known(write):
     path = write("t.yaml", INDEXED)
     report = validate(path)
     assert report.valid, [d.render() for d in report.diagnostics]
-    warned = [d for d in report.diagnostics if d.code == "unresolved-path"]
-    assert warned and all(d.severity.value == "warning" for d in warned)
-    assert any("index 0 is out of range of a list of 0 item(s)" in d.message for d in warned)
+    [warned] = [d for d in report.diagnostics if d.code == "unresolved-path"]
+    assert warned.severity.value == "warning" and warned.node == "app"
+    assert "index 0 is out of range of a list of 0 item(s)" in warned.message
     with pytest.raises(TemplateError) as refused:
         require_inputs(report)
     assert "do not resolve" in str(refused.value)
+    assert [d.code for d in refused.value.diagnostics] == ["unresolved-path"]
     assert all(d.is_error for d in refused.value.diagnostics)
     given = validate(path, sets=['users=["ana", "bo"]'])
-    assert not [d for d in given.diagnostics if d.code == "unresolved-path"
-                and "index 0" in d.message]
+    assert not [d for d in given.diagnostics if d.code.startswith("unresolved")]
+    require_inputs(given)
     outputs = {o.name: o.value for o in given.topology.outputs}
     assert outputs["first_user"] == "ana"
+
+
+def test_an_unresolved_output_is_null_and_does_not_stop_a_plan(write):
+    """INFN-Cloud's single VM outputs os_users[0] while the users input defaults to []."""
+    text = INDEXED.replace("              first: {get_input: [users, 0]}\n",
+                           "              first: {get_input: users}\n")
+    report = validate(write("t.yaml", text))
+    assert report.valid, [d.render() for d in report.diagnostics]
+    [warned] = [d for d in report.diagnostics if d.code.startswith("unresolved")]
+    assert (warned.code, warned.severity.value) == ("unresolved-output", "warning")
+    assert "output 'first_user'" in warned.message and "the output is null" in warned.message
+    require_inputs(report)  # nothing deployed depends on an output
+    assert {o.name: o.value for o in report.topology.outputs}["first_user"] is None
 
 
 def test_get_property_cycle(write):
