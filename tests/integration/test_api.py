@@ -112,6 +112,25 @@ def test_invalid_template_is_a_422_problem_with_diagnostics(alice):
     assert all(r["name"] != "broken" for r in alice.get("/v1/deployments").json())
 
 
+def test_a_required_input_left_out_is_a_422_naming_it(alice):
+    text = support.template_text(
+        "topology_template:\n  inputs:\n    db_password:\n      type: string\n"
+        "      description: Password of the database\n  node_templates:\n"
+        "    vm:\n      type: tosca.nodes.Compute\n")
+    response = alice.post("/v1/deployments", json={"name": "no-inputs", "template": text})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["type"].endswith("/invalid-template") and "db_password" in body["detail"]
+    [diag] = body["diagnostics"]
+    assert diag["code"] == "missing-input" and diag["severity"] == "error"
+    assert "Password of the database" in diag["message"]
+    assert all(r["name"] != "no-inputs" for r in alice.get("/v1/deployments").json())
+    given = alice.post("/v1/deployments", json={"name": "no-inputs", "template": text,
+                                                "inputs": {"db_password": "s3cret-x"}})
+    assert given.status_code == 202, given.text
+    assert alice.delete(given.headers["location"]).status_code == 202
+
+
 def test_request_problems(alice):
     both = alice.post("/v1/deployments", json={"template": "x", "template_name": "y"})
     assert both.status_code == 422 and both.json()["type"].endswith("/invalid-request")
