@@ -53,3 +53,9 @@ def config_dir() -> Path:
     """The user's configuration directory (XDG_CONFIG_HOME/orchestrator)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "orchestrator"
+
+
+def cache_dir() -> Path:
+    """The user's cache directory (XDG_CACHE_HOME/orchestrator): fetched imports."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "orchestrator"

@@ -7,7 +7,7 @@ from orchestrator import resources
 from orchestrator.validation import ValidationReport, require_inputs, resolve_template, validate
 
 __all__ = ["ValidationReport", "require_inputs", "resolve_template", "validate", "catalogue",
-           "orchestrator",
+           "orchestrator", "import_options", "service_import_options",
            "load_plan", "schema", "sites_data", "check_data"]
 
 
@@ -19,6 +19,28 @@ class CatalogueEntry:
     metadata: dict = field(default_factory=dict)
     inputs: tuple = ()
     valid: bool = True
+
+
+def import_options(import_maps=(), allow_remote: bool = False, allow_local: bool = False,
+                   refresh: bool = False, implementation: str = "native"):
+    """The import policy of a local user (the CLI): its maps, and what it allows; and
+    which implementation other catalogues' node types get (native or upstream)."""
+    from orchestrator.tosca import LoadOptions
+
+    return LoadOptions(tuple(import_maps), allow_remote_imports=allow_remote,
+                       allow_local_imports=allow_local, refresh_imports=refresh,
+                       implementation=implementation)
+
+
+def service_import_options(import_hosts=()):
+    """The service's import policy: confined to the template's folder, the bundled types
+    and the operator's import maps; never local files elsewhere; remote imports only from
+    the operator's ``import_hosts`` (ORCHESTRATOR_IMPORT_HOSTS; empty: none)."""
+    from orchestrator.tosca import LoadOptions
+
+    hosts = tuple(import_hosts or ())
+    return LoadOptions(allow_remote_imports=bool(hosts), allow_local_imports=False,
+                       import_hosts=hosts)
 
 
 def catalogue() -> list[CatalogueEntry]:
@@ -55,18 +77,42 @@ def load_plan(path: str):
     from orchestrator.errors import OrchestratorError
     from orchestrator.plan import Plan
 
+    too_deep = f"cannot read plan {path}: nested more than {MAX_PLAN_DEPTH} levels deep"
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
+    except RecursionError:
+        raise OrchestratorError(too_deep) from None
     except (OSError, ValueError) as exc:
         raise OrchestratorError(f"cannot read plan {path}: {exc}") from exc
+    if _nesting(data) > MAX_PLAN_DEPTH:  # before the schema, which would recurse into it
+        raise OrchestratorError(too_deep)
     errors = sorted(jsonschema.Draft202012Validator(schema("plan")).iter_errors(data),
                     key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
         raise OrchestratorError(f"{path}: not a valid plan: at {where}: {first.message}")
-    return Plan.from_dict(data)
+    try:
+        return Plan.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:  # what the schema does not rule out
+        raise OrchestratorError(f"{path}: not a valid plan: {exc!r}") from exc
+
+
+#: how deep a saved plan's JSON may nest (a plan nests about 6 levels; inputs add theirs)
+MAX_PLAN_DEPTH = 100
+
+
+def _nesting(data) -> int:
+    """How deep ``data`` nests (stops counting past MAX_PLAN_DEPTH); no recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack and deepest <= MAX_PLAN_DEPTH:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in
+                         (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def sites_data(orch) -> dict:
@@ -129,8 +175,10 @@ def input_sets(inputs: dict) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in (inputs or {}).items()]
 
 
-def validate_inputs(template: str, inputs: dict) -> ValidationReport:
-    return validate(template, (), input_sets(inputs))
+def validate_inputs(template: str, inputs: dict, import_hosts=()) -> ValidationReport:
+    """Validate a submitted template under the service's import policy."""
+    return validate(template, (), input_sets(inputs),
+                    options=service_import_options(import_hosts))
 
 
 def split_secret_inputs(report: ValidationReport, inputs: dict) -> tuple[dict, dict]:

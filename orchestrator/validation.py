@@ -3,7 +3,7 @@ input; every problem is a Diagnostic in the report."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from orchestrator import resources
@@ -18,6 +18,7 @@ class ValidationReport:
     file: str
     diagnostics: Diagnostics
     topology: Topology | None = None
+    remote_imports: dict[str, str] = field(default_factory=dict)  # URL -> sha256 used
 
     @property
     def valid(self) -> bool:
@@ -65,13 +66,14 @@ def resolve_template(name: str) -> str:
 
 
 def validate(template: str, input_files: Iterable[str] = (), sets: Iterable[str] = (),
-             import_maps: Iterable[str] = (), allow_remote_imports: bool = False
-             ) -> ValidationReport:
-    """Parse, validate and build the topology of a template; never raises for bad input."""
+             import_maps: Iterable[str] = (), allow_remote_imports: bool = False,
+             options: LoadOptions | None = None) -> ValidationReport:
+    """Parse, validate and build the topology of a template; never raises for bad input.
+    ``options`` (the import policy) wins over ``import_maps``/``allow_remote_imports``."""
     path = resolve_template(template)
-    options = LoadOptions(tuple(import_maps), allow_remote_imports)
+    options = options or LoadOptions(tuple(import_maps), allow_remote_imports)
     result = load_template(path, tuple(input_files), tuple(sets), options)
-    report = ValidationReport(path, result.diagnostics)
+    report = ValidationReport(path, result.diagnostics, remote_imports=result.remote_imports)
     if result.template is not None and not result.diagnostics.has_errors:
         report.topology = build_topology(result.template, result.diagnostics)
     return report

@@ -6,8 +6,9 @@
 | ``ORCHESTRATOR_SITES`` | site catalogue |
 | ``ORCHESTRATOR_OIDC_ISSUERS`` | trusted issuer URLs, comma or space separated |
 | ``ORCHESTRATOR_OIDC_AUDIENCE`` | the audience tokens must carry (unset: not checked) |
-| ``ORCHESTRATOR_ADMIN_GROUPS`` | groups whose members are administrators |
-| ``ORCHESTRATOR_ADMIN_SUBJECTS`` | ``sub`` values of administrators |
+| ``ORCHESTRATOR_ADMIN_GROUPS`` | groups whose members are administrators, ``ISSUER#group`` \
+(a plain name only when one issuer is trusted; see ``auth.admin_claims``) |
+| ``ORCHESTRATOR_ADMIN_SUBJECTS`` | ``sub`` values of administrators, ``ISSUER#sub`` likewise |
 | ``ORCHESTRATOR_SECRET_KEY`` | Fernet key sealing credentials and secret inputs |
 | ``ORCHESTRATOR_WORKERS`` | worker threads of this replica (0: accept work, run none) |
 | ``ORCHESTRATOR_WORK_STALE_S`` | a running work item without heartbeat this long is resumed |
@@ -15,6 +16,9 @@
 default, except for an in-memory database); ``0``: threads of the server process |
 | ``ORCHESTRATOR_CALLBACK_HOSTS`` | the only hosts callback URLs may name (names, ``*.suffix``, \
 IP networks); unset: any host whose addresses are all public (see ``api.callbacks``) |
+| ``ORCHESTRATOR_IMPORT_HOSTS`` | the only hosts remote TOSCA imports are fetched from \
+(https, public addresses; names or ``*.suffix``, comma or space separated); unset or empty: \
+nothing is fetched (imports come from the template, the bundled types and the import maps) |
 | ``ORCHESTRATOR_WORKERS_NICE`` | how much lower the worker process's CPU priority is (default 5, \
 so the API's requests go first when both want the CPU; 0: the same) |
 """
@@ -57,6 +61,7 @@ class ServiceSettings:
     workers_process: bool | None = None
     workers_nice: int = 5
     callback_hosts: tuple[str, ...] = ()
+    import_hosts: tuple[str, ...] = ()  # empty: remote imports are never fetched
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -75,6 +80,7 @@ class ServiceSettings:
             workers_process=_flag(env.get("ORCHESTRATOR_WORKERS_PROCESS")),
             workers_nice=int(env.get("ORCHESTRATOR_WORKERS_NICE", "5")),
             callback_hosts=_words(env.get("ORCHESTRATOR_CALLBACK_HOSTS")),
+            import_hosts=_words(env.get("ORCHESTRATOR_IMPORT_HOSTS")),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -89,8 +95,8 @@ class ServiceSettings:
     @classmethod
     def from_json(cls, text: str) -> ServiceSettings:
         values = json.loads(text)
-        for name in ("issuers", "groups_claims", "callback_hosts"):
-            values[name] = tuple(values[name])
+        for name in ("issuers", "groups_claims", "callback_hosts", "import_hosts"):
+            values[name] = tuple(values.get(name) or ())
         for name in ("admin_groups", "admin_subjects"):
             values[name] = frozenset(values[name])
         return cls(**values)

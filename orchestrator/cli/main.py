@@ -5,6 +5,7 @@ Heavy modules are imported inside the commands so ``--help`` and ``--version`` s
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -16,16 +17,48 @@ from orchestrator import __version__
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def import_options(func):
+    """--import-map, --allow-remote-imports, --refresh-imports, --allow-local-imports; the
+    command receives them as one ``imports`` policy (see ``service.import_options``)."""
+    options = [
+        click.option("--import-map", "import_maps", multiple=True, metavar="FILE",
+                     help="Extra URL -> local file map for remote imports (repeatable)."),
+        click.option("--allow-remote-imports", is_flag=True,
+                     help="Fetch remote imports that no map covers: https only, public hosts, "
+                     "cached in $XDG_CACHE_HOME/orchestrator/imports (off: no network access)."),
+        click.option("--refresh-imports", is_flag=True,
+                     help="Fetch remote imports again instead of using their cached copies."),
+        click.option("--allow-local-imports", is_flag=True,
+                     help="Let imports read absolute paths, file:// URLs and files outside the "
+                     "template's folder (off: confined to it, the bundled types and the maps)."),
+        click.option("--implementation", type=click.Choice(["native", "upstream"]),
+                     default="native", show_default=True,
+                     help="Operations of INDIGO / INFN-Cloud node types: our playbooks where "
+                     "we have them (native), or the types' own playbooks and roles (upstream)."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args, import_maps, allow_remote_imports, refresh_imports,
+                allow_local_imports, implementation, **kwargs):
+        from orchestrator import service
+
+        kwargs["imports"] = service.import_options(import_maps, allow_remote_imports,
+                                                   allow_local_imports, refresh_imports,
+                                                   implementation)
+        return func(*args, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 def _template_options(func):
     options = [
         click.option("-i", "--inputs", "input_files", multiple=True, metavar="FILE",
                      help="YAML file of input values (repeatable; later files win)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Set one input (repeatable; wins over -i). VALUE is read as YAML."),
-        click.option("--import-map", "import_maps", multiple=True, metavar="FILE",
-                     help="Extra URL -> local file map for remote imports (repeatable)."),
-        click.option("--allow-remote-imports", is_flag=True,
-                     help="Fetch remote imports that no map covers (off: no network access)."),
+        import_options,
         click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                      show_default=True, help="Output format."),
     ]
@@ -62,7 +95,7 @@ def cli(ctx: click.Context, debug: bool, db: str | None, sites: str | None,
 @_template_options
 @click.option("--strict", is_flag=True,
               help="Treat warnings (duplicate keys, missing inputs...) as errors.")
-def validate(template, input_files, sets, import_maps, allow_remote_imports, fmt, strict):
+def validate(template, input_files, sets, imports, fmt, strict):
     """Validate TEMPLATE (a file, a CSAR archive or a catalogue name).
 
     A template is valid without values for its required inputs (each is a warning);
@@ -71,7 +104,7 @@ def validate(template, input_files, sets, import_maps, allow_remote_imports, fmt
     from orchestrator import service
     from orchestrator.cli import render
 
-    report = service.validate(template, input_files, sets, import_maps, allow_remote_imports)
+    report = service.validate(template, input_files, sets, options=imports)
     ok = report.valid and not (strict and render.warning_count(report))
     if fmt == "json":
         click.echo(json.dumps(render.validation_json(report, strict=strict), indent=2))
@@ -83,13 +116,13 @@ def validate(template, input_files, sets, import_maps, allow_remote_imports, fmt
 @cli.command()
 @click.argument("template")
 @_template_options
-def inspect(template, input_files, sets, import_maps, allow_remote_imports, fmt):
+def inspect(template, input_files, sets, imports, fmt):
     """Show the resolved topology of TEMPLATE: nodes, hosting, compute requirements,
     dependency order, inputs and outputs (secrets masked)."""
     from orchestrator import service
     from orchestrator.cli import render
 
-    report = service.validate(template, input_files, sets, import_maps, allow_remote_imports)
+    report = service.validate(template, input_files, sets, options=imports)
     if fmt == "json":
         click.echo(json.dumps(render.validation_json(report, with_topology=True), indent=2))
     elif report.valid:

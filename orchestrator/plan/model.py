@@ -51,6 +51,11 @@ class Plan:
     deployment_id: str | None = None
     estimated_duration_s: float = 0.0
     format_version: int = FORMAT_VERSION
+    #: remote imports the template was read with: URL -> sha256 of the bytes used
+    remote_imports: dict = field(default_factory=dict)
+    #: the operations of other catalogues' node types: "native" (our playbooks, where
+    #: playbooks/native.yaml has them) or "upstream" (the types' own)
+    implementation: str = "native"
 
     @property
     def summary(self) -> dict[str, int]:
@@ -93,7 +98,9 @@ class Plan:
             "summary": self.summary,
             "estimated_duration_s": round(self.estimated_duration_s, 3),
             "steps": [s.to_dict() for s in self.steps],
-        }
+        } | ({"remote_imports": dict(self.remote_imports)} if self.remote_imports else {}) \
+            | ({"implementation": self.implementation} if self.implementation != "native"
+               else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -107,7 +114,9 @@ class Plan:
             placement=data.get("placement") or {}, inputs=data.get("inputs") or {},
             sites_file=data.get("sites_file"), deployment_id=data.get("deployment_id"),
             estimated_duration_s=data.get("estimated_duration_s", 0.0),
-            format_version=data.get("format_version", FORMAT_VERSION))
+            format_version=data.get("format_version", FORMAT_VERSION),
+            remote_imports=dict(data.get("remote_imports") or {}),
+            implementation=data.get("implementation") or "native")
 
 
 def critical_path(steps: tuple[Step, ...] | list[Step]) -> float:

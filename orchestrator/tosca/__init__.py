@@ -7,6 +7,7 @@ inputs, validate against the types and evaluate intrinsic functions.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Iterable
 
 from orchestrator.diagnostics import Diagnostics, Location
 from orchestrator.tosca import csar
+from orchestrator.tosca.fetch import Fetcher, FetchSettings
 from orchestrator.tosca.imports import ImportMap, ImportResolver
 from orchestrator.tosca.inputs import gather
 from orchestrator.tosca.template import Template
@@ -21,14 +23,37 @@ from orchestrator.tosca.template import Template
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """How imports are resolved. The defaults are the service's policy: confined to the
+    template's folder, the bundled types and the import maps, nothing fetched."""
+
     import_maps: tuple[str, ...] = ()
     allow_remote_imports: bool = False
+    #: absolute paths, file:// URLs and ../ out of the template's folder (a local user only)
+    allow_local_imports: bool = False
+    #: fetch remote imports again instead of using the cached bytes
+    refresh_imports: bool = False
+    #: None: any host at public addresses; a tuple: only these hosts (the service's list)
+    import_hosts: tuple[str, ...] | None = None
+    #: limits of the fetcher (sizes, timeouts, cache folder); None: the defaults
+    fetch: FetchSettings | None = None
+    #: which operations a node of another catalogue's type runs: "native" (our playbooks,
+    #: where playbooks/native.yaml has them) or "upstream" (the type's own)
+    implementation: str = "native"
+
+    def fetcher(self) -> Fetcher | None:
+        if not self.allow_remote_imports:
+            return None
+        settings = self.fetch or FetchSettings()
+        return Fetcher(dataclasses.replace(settings, refresh=self.refresh_imports or
+                                           settings.refresh, allowed_hosts=self.import_hosts))
 
 
 @dataclass
 class LoadResult:
     template: Template | None
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    #: the remote imports used: URL -> sha256 of the bytes read (fetched or cached)
+    remote_imports: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -71,7 +96,7 @@ def _load_template(path: str, input_files: Iterable[str], sets: Iterable[str],
                 if unpacked is None:
                     return LoadResult(None, diags)
                 root, entry = unpacked
-                return _load(entry, given, options, diags, (root + os.sep, path + "!/"))
+                return _load(entry, given, options, diags, (root + os.sep, path + "!/"), root)
         return _load(path, given, options, diags, None)
     except RecursionError:
         diags.error("yaml-too-deep", "the template is nested too deeply to process",
@@ -79,15 +104,17 @@ def _load_template(path: str, input_files: Iterable[str], sets: Iterable[str],
         return LoadResult(None, diags)
 
 
-def _load(path, given, options, diags, display_root) -> LoadResult:
+def _load(path, given, options, diags, display_root, folder=None) -> LoadResult:
     resolver = ImportResolver(diags, ImportMap.load(options.import_maps, diags),
-                              options.allow_remote_imports, display_root=display_root)
+                              options.allow_remote_imports, display_root=display_root,
+                              allow_local=options.allow_local_imports,
+                              fetcher=options.fetcher())
     name = display_root[1] + os.path.relpath(path, display_root[0]) if display_root else path
-    root = resolver.load_root(path, name)
+    root = resolver.load_root(path, name, folder)
     if root is None:
-        return LoadResult(None, diags)
-    template = Template(resolver.docs, diags).build(given)
-    return LoadResult(template, diags)
+        return LoadResult(None, diags, resolver.remote_imports)
+    template = Template(resolver.docs, diags, implementation=options.implementation).build(given)
+    return LoadResult(template, diags, resolver.remote_imports)
 
 
-__all__ = ["LoadOptions", "LoadResult", "load_template", "Template"]
+__all__ = ["FetchSettings", "LoadOptions", "LoadResult", "load_template", "Template"]

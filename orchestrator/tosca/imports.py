@@ -1,98 +1,36 @@
-"""Offline import resolution.
+"""Offline, confined import resolution.
 
 An import is looked up, in order: a URL -> local file map (user maps first, then the
 one shipped in ``tosca_types/import-map.yaml``), a path relative to the importing
-file, and the bundled ``tosca_types/`` directory. Nothing is fetched from the
-network unless ``allow_remote`` is set. Every file is loaded once, so circular
-imports are harmless.
+file, and the bundled ``tosca_types/`` directory. A relative path never leaves the
+folder its importer belongs to (the template's folder or CSAR, the bundled types, an
+import map's folder), symbolic links included; absolute paths and ``file://`` URLs are
+read only with ``allow_local`` (the CLI's --allow-local-imports), never by the service.
+An import that is absent, unreadable or refused gets one message, and a diagnostic
+never quotes a file that is not TOSCA. Nothing is fetched from the network unless
+``allow_remote`` is set (then through ``fetch.Fetcher``: https, public addresses,
+cached). Every file is loaded once, so circular imports are harmless.
 """
 from __future__ import annotations
 
 import os
-import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import resources
 from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
+from orchestrator.tosca.fetch import Fetcher, FetchError
+from orchestrator.tosca.importmap import SHIPPED_MAP, ImportMap, MapEntry  # noqa: F401
 from orchestrator.tosca.yamlsource import Mapping, Sequence, load_yaml, read_text, where
 
 REMOTE_SCHEMES = ("http", "https", "ftp")
-SHIPPED_MAP = "import-map.yaml"
-
-
-@dataclass(frozen=True)
-class MapEntry:
-    pattern: re.Pattern
-    target: str  # local path (absolute)
-    source: str  # the map file it came from
-
-
-@dataclass
-class ImportMap:
-    entries: list[MapEntry] = field(default_factory=list)
-
-    def lookup(self, url: str) -> str | None:
-        for entry in self.entries:
-            match = entry.pattern.fullmatch(url)
-            if match:
-                return entry.target.format(**match.groupdict())
-        return None
-
-    @classmethod
-    def load(cls, extra_files: list[str] | tuple[str, ...] = (), diagnostics=None) -> "ImportMap":
-        """User maps (CLI, ORCHESTRATOR_IMPORT_MAP, XDG config) before the shipped one."""
-        diagnostics = diagnostics if diagnostics is not None else Diagnostics()
-        files = list(extra_files)
-        env = os.environ.get("ORCHESTRATOR_IMPORT_MAP")
-        if env:
-            files += [p for p in env.split(os.pathsep) if p]
-        user = resources.config_dir() / SHIPPED_MAP
-        if user.is_file():
-            files.append(str(user))
-        shipped = resources.types_dir() / SHIPPED_MAP
-        if shipped.is_file():
-            files.append(str(shipped))
-        result = cls()
-        for path in files:
-            result.entries.extend(_read_map(path, diagnostics))
-        return result
-
-
-def _pattern(url: str) -> re.Pattern:
-    """``{ref}`` matches one or more path segments; ``*`` matches within one segment."""
-    out = ""
-    for part in re.split(r"(\{ref\}|\*)", url):
-        if part == "{ref}":
-            out += r"(?P<ref>.+?)"
-        elif part == "*":
-            out += r"[^/]*"
-        else:
-            out += re.escape(part)
-    return re.compile(out)
-
-
-def _read_map(path: str, diagnostics: Diagnostics) -> list[MapEntry]:
-    text = read_text(path, diagnostics)
-    if text is None:
-        return []
-    data = load_yaml(text, path, diagnostics)
-    items = data.get("imports", data) if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        diagnostics.error("invalid-import", "an import map is a list of {url, path} entries",
-                          Location(path))
-        return []
-    base = Path(path).resolve().parent
-    entries = []
-    for index, item in enumerate(items):
-        if not (isinstance(item, dict) and isinstance(item.get("url"), str)
-                and isinstance(item.get("path"), str)):
-            diagnostics.error("invalid-import", "each import map entry needs 'url' and 'path'",
-                              where(items, index, Location(path)))
-            continue
-        entries.append(MapEntry(_pattern(item["url"]), str(base / item["path"]), path))
-    return entries
+TOSCA_SECTIONS = frozenset({
+    "tosca_definitions_version", "tosca_default_namespace", "template_name", "template_author",
+    "template_version", "namespace", "metadata", "description", "dsl_definitions",
+    "repositories", "imports", "topology_template", "node_types", "relationship_types",
+    "capability_types", "data_types", "interface_types", "artifact_types", "group_types",
+    "policy_types", "profile", "functions", "service_template"})
 
 
 @dataclass
@@ -103,6 +41,9 @@ class SourceDoc:
     origin: str  # absolute path or URL
     data: Mapping
     namespace_prefix: str | None = None
+    #: the folder this file's relative imports must stay in (None: a fetched file, or a
+    #: file read with --allow-local-imports, which may import what its user can read)
+    root: str | None = None
 
 
 def display_name(path: str) -> str:
@@ -117,8 +58,21 @@ def is_remote(ref: str) -> bool:
     return urllib.parse.urlsplit(ref).scheme in REMOTE_SCHEMES
 
 
+def within(path: str, root: str) -> bool:
+    """Whether ``path`` (already a real path) is ``root`` (made real here) or under it."""
+    real_root = _real(root)
+    try:
+        return os.path.commonpath([path, real_root]) == real_root
+    except ValueError:
+        return False
+
+
 @dataclass
 class ImportResolver:
+    """Follows imports under a policy: without ``allow_local``, relative paths only, each
+    confined to the importing file's root (the template's folder or CSAR, the bundled
+    types, an import map's folder); ``allow_remote`` with a ``fetcher`` for the rest."""
+
     diagnostics: Diagnostics
     import_map: ImportMap = field(default_factory=ImportMap)
     allow_remote: bool = False
@@ -126,37 +80,66 @@ class ImportResolver:
     _loaded: set = field(default_factory=set)
     #: archive-internal display prefix, for CSARs ("x.csar!/")
     display_root: tuple[str, str] | None = None
+    allow_local: bool = False
+    fetcher: Fetcher | None = None
+    #: the remote imports read, URL -> sha256 of the bytes used
+    remote_imports: dict[str, str] = field(default_factory=dict)
 
-    def load_root(self, path: str, name: str | None = None) -> SourceDoc | None:
-        origin = str(Path(path).resolve())
-        return self._load_local(origin, name or path, Location(name or path))
+    def load_root(self, path: str, name: str | None = None,
+                  root: str | None = None) -> SourceDoc | None:
+        origin = _real(path)
+        root = _real(root) if root else os.path.dirname(origin)
+        return self._load_local(origin, name or path, Location(name or path),
+                                root=None if self.allow_local else root, imported=False)
 
     def _display(self, origin: str) -> str:
         if self.display_root and origin.startswith(self.display_root[0]):
             return self.display_root[1] + os.path.relpath(origin, self.display_root[0])
         return display_name(origin)
 
-    def _load_local(self, origin: str, name: str, at: Location,
-                    prefix: str | None = None) -> SourceDoc | None:
+    def _load_local(self, origin: str, name: str, at: Location, prefix: str | None = None,
+                    root: str | None = None, imported: bool = True,
+                    ref: str | None = None) -> SourceDoc | None:
         if origin in self._loaded:
             return None
         self._loaded.add(origin)
-        text = read_text(origin, self.diagnostics, name)
+        if not imported:
+            text = read_text(origin, self.diagnostics, name)
+            return None if text is None else self._add(origin, name, text, prefix, root)
+        scratch = Diagnostics()
+        text = read_text(origin, scratch, name)
         if text is None:
+            if self.allow_local or not any(d.code == "file-not-found" for d in scratch):
+                self.diagnostics.extend(scratch)  # too large, not UTF-8: a file of its own
+            else:  # unreadable looks like absent, and like outside the folder
+                self._unresolved(ref or name, at)
             return None
-        return self._add(origin, name, text, prefix)
+        return self._add(origin, name, text, prefix, root, at)
 
-    def _add(self, origin: str, name: str, text: str, prefix: str | None) -> SourceDoc | None:
-        errors = self.diagnostics.error_count
-        data = load_yaml(text, name, self.diagnostics)
-        if data is None and self.diagnostics.error_count > errors:
-            return None  # not YAML, or refused: load_yaml said why
-        if not isinstance(data, Mapping):
-            what = "is empty" if data is None else f"is a YAML {_yaml_kind(data)}"
-            self.diagnostics.error("not-a-mapping", f"the document {what}; a TOSCA file must be a "
-                                   "YAML mapping", Location(name, 1, 1))
-            return None
-        doc = SourceDoc(name, origin, data, prefix)
+    def _add(self, origin: str, name: str, text: str, prefix: str | None,
+             root: str | None, at: Location | None = None) -> SourceDoc | None:
+        if at is not None:  # an import: quote nothing of a file that is not TOSCA
+            scratch = Diagnostics()
+            data = load_yaml(text, name, scratch)
+            if not is_tosca_definitions(data, text):
+                self.diagnostics.error(
+                    "not-a-tosca-file", f"import '{name}' is not a TOSCA definitions file "
+                    "(a YAML mapping with tosca_definitions_version)", at)
+                return None
+            self.diagnostics.extend(scratch)
+            if data is None:
+                return None
+        else:
+            errors = self.diagnostics.error_count
+            data = load_yaml(text, name, self.diagnostics)
+            if data is None and self.diagnostics.error_count > errors:
+                return None  # not YAML, or refused: load_yaml said why
+            if not isinstance(data, Mapping):
+                what = "is empty" if data is None else f"is a YAML {_yaml_kind(data)}"
+                self.diagnostics.error("not-a-mapping", f"the document {what}; a TOSCA file "
+                                       "must be a YAML mapping", Location(name, 1, 1))
+                return None
+        doc = SourceDoc(name, origin, data, prefix, root)
         self.docs.append(doc)
         self._follow(doc)
         return doc
@@ -191,62 +174,117 @@ class ImportResolver:
                 ref = url.rstrip("/") + "/" + ref.lstrip("/")
             self._resolve(doc, ref, at, prefix)
 
-    def _resolve(self, doc: SourceDoc, ref: str, at: Location, prefix: str | None) -> None:
-        if not is_remote(ref) and is_remote(doc.origin):
-            ref = urllib.parse.urljoin(doc.origin, ref)
-        if ref.startswith("file://"):
-            ref = urllib.parse.unquote(urllib.parse.urlsplit(ref).path)
-        if is_remote(ref):
-            local = self.import_map.lookup(ref)
-            if local:
-                if os.path.isfile(local):
-                    self._load_local(local, self._display(local), at, prefix)
-                else:
-                    self.diagnostics.error("import-not-found",
-                                           f"import '{ref}' is mapped to '{local}', which does "
-                                           "not exist", at)
-                return
-            if self.allow_remote:
-                self._fetch(ref, at, prefix)
-                return
-            self.diagnostics.error(
-                "import-remote-unmapped",
-                f"remote import '{ref}' is not fetched: no network access without "
-                "--allow-remote-imports",
-                at,
-                hint="map it to a local file with --import-map FILE containing "
-                f"'- {{url: \"{ref}\", path: ./local-copy.yaml}}', or pass --allow-remote-imports",
-            )
-            return
-        candidates = []
-        if not is_remote(doc.origin):
-            candidates.append(Path(doc.origin).parent / ref)
-        candidates.append(resources.types_dir() / ref)
-        for candidate in candidates:
-            if _is_file(candidate):
-                origin = str(candidate.resolve())
-                self._load_local(origin, self._display(origin), at, prefix)
-                return
+    def _unresolved(self, ref: str, at: Location) -> None:
+        """One message for absent, unreadable and refused (outside every allowed folder)
+        imports, so that no caller learns which files exist where it may not look."""
         bundled = sorted(str(p.relative_to(resources.types_dir()))
                          for p in resources.types_dir().rglob("*.yaml"))
         self.diagnostics.error(
             "import-not-found",
-            f"import '{ref}' not found next to '{doc.name}' nor in the bundled types",
-            at, hint=did_you_mean(ref, bundled))
+            f"import '{ref}' cannot be resolved: no such file within the template's folder, "
+            "the bundled types or an import map", at, hint=did_you_mean(ref, bundled))
+
+    def _resolve(self, doc: SourceDoc, ref: str, at: Location, prefix: str | None) -> None:
+        scheme = urllib.parse.urlsplit(ref).scheme.lower()
+        if is_remote(doc.origin) and not is_remote(ref):
+            if scheme == "file" or os.path.isabs(ref):
+                self._unresolved(ref, at)  # a fetched file never reads a local one
+                return
+            ref = urllib.parse.urljoin(doc.origin, ref)
+        elif scheme == "file" or os.path.isabs(ref):
+            self._local_absolute(ref, at, prefix)
+            return
+        if is_remote(ref):
+            self._remote(ref, at, prefix)
+            return
+        candidates = [(os.path.join(os.path.dirname(doc.origin), ref), doc.root)]
+        types = str(resources.types_dir())
+        candidates.append((os.path.join(types, ref), types))
+        for candidate, root in candidates:
+            real = _real(candidate)
+            if (root is None and self.allow_local) or (root and within(real, root)):
+                if _is_file(Path(real)):
+                    self._load_local(real, self._display(real), at, prefix,
+                                     root if not self.allow_local else None, ref=ref)
+                    return
+        if self.allow_local:
+            self.diagnostics.error("import-not-found", f"import '{ref}' not found next to "
+                                   f"'{doc.name}' nor in the bundled types", at)
+            return
+        self._unresolved(ref, at)
+
+    def _local_absolute(self, ref: str, at: Location, prefix: str | None) -> None:
+        """An absolute path or file:// URL: only for a local user who allowed it."""
+        if not self.allow_local:
+            self._unresolved(ref, at)
+            return
+        path = urllib.parse.unquote(urllib.parse.urlsplit(ref).path) \
+            if ref.lower().startswith("file:") else ref
+        real = _real(path)
+        if not os.path.exists(real):
+            self.diagnostics.error("import-not-found", f"import '{ref}' not found", at)
+            return
+        self._load_local(real, self._display(real), at, prefix, None, ref=ref)
+
+    def _remote(self, ref: str, at: Location, prefix: str | None) -> None:
+        mapped = self.import_map.lookup_entry(ref)
+        if mapped:
+            local, root = mapped
+            real = _real(local)
+            if within(real, root) and _is_file(Path(real)):
+                self._load_local(real, self._display(real), at, prefix,
+                                 None if self.allow_local else root, ref=ref)
+            else:
+                self.diagnostics.error("import-not-found", f"import '{ref}' is mapped to a "
+                                       "file that does not exist (see the import map)", at)
+            return
+        if self.allow_remote:
+            self.fetcher = self.fetcher or Fetcher()
+            self._fetch(ref, at, prefix)
+            return
+        self.diagnostics.error(
+            "import-remote-unmapped",
+            f"remote import '{ref}' is not fetched: no network access without "
+            "--allow-remote-imports",
+            at,
+            hint="map it to a local file with --import-map FILE containing "
+            f"'- {{url: \"{ref}\", path: ./local-copy.yaml}}', or pass --allow-remote-imports",
+        )
 
     def _fetch(self, url: str, at: Location, prefix: str | None) -> None:
         if url in self._loaded:
             return
         self._loaded.add(url)
-        import urllib.request  # only with --allow-remote-imports: keep it out of startup
-
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (opt-in)
-                text = response.read(20 * 1024 * 1024 + 1).decode("utf-8")
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            fetched = self.fetcher.get(url)
+            text = fetched.data.decode("utf-8-sig")
+        except FetchError as exc:
             self.diagnostics.error("import-fetch-failed", f"cannot fetch '{url}': {exc}", at)
             return
-        self._add(url, url, text, prefix)
+        except UnicodeDecodeError:
+            self.diagnostics.error("import-fetch-failed", f"'{url}' is not UTF-8 text", at)
+            return
+        self.remote_imports[url] = fetched.sha256
+        self._add(url, url, text, prefix, None, at)
+
+
+def is_tosca_definitions(data, text: str) -> bool:
+    """Whether an imported file is TOSCA: a mapping with tosca_definitions_version or only
+    TOSCA sections (or YAML that fails to parse but says it is TOSCA)."""
+    if data is None:
+        return "tosca_definitions_version" in text
+    if not isinstance(data, Mapping) or not data:
+        return False
+    return "tosca_definitions_version" in data or all(k in TOSCA_SECTIONS for k in data)
+
+
+def _real(path: str) -> str:
+    """os.path.realpath that never raises: a name the OS refuses (NUL bytes) stays as is
+    and is then found nowhere."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return path
 
 
 def _is_file(path: Path) -> bool:

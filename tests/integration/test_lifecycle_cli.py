@@ -117,3 +117,46 @@ def test_invalid_template_and_unknown_deployment(env):
     assert "bad.yaml:4:10: error [unknown-type]" in result.stderr
     missing = cli("status", "nope")
     assert missing.returncode == 1 and "no deployment named 'nope'" in missing.stderr
+
+
+def test_plan_records_remote_imports_and_apply_rereads_them_from_the_cache(env, monkeypatch):
+    """A remote import (opt-in, over https) is recorded in the plan with its sha256; apply
+    reads the cached bytes again, and refuses the plan once they changed."""
+    import hashlib
+
+    from tests.fakes.https_files import HTTPSFiles
+
+    cli, _, tmp = env
+    types = (b"tosca_definitions_version: tosca_simple_yaml_1_3\n"
+             b"node_types:\n  acme.App:\n    derived_from: tosca.nodes.SoftwareComponent\n")
+    with HTTPSFiles(tmp) as files:
+        files.routes["/types.yaml"] = (200, {}, types)
+        monkeypatch.setenv("ORCHESTRATOR_TEST_ALLOW_LOOPBACK_FETCH", "1")  # test-only
+        monkeypatch.setenv("ORCHESTRATOR_TEST_IMPORT_CA", str(files.ca))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
+        url = files.url("/types.yaml")
+        template = tmp / "remote.yaml"
+        template.write_text(
+            "tosca_definitions_version: tosca_simple_yaml_1_3\n"
+            f"imports: [orchestrator/all.yaml, '{url}']\ntopology_template:\n"
+            "  node_templates:\n    vm: {type: orchestrator.nodes.Compute}\n"
+            "    app: {type: acme.App, requirements: [{host: vm}]}\n")
+        refused = cli("plan", str(template), "--name", "remote")
+        assert refused.returncode == 1 and "import-remote-unmapped" in refused.stderr
+        plan_file = tmp / "remote-plan.json"
+        planned = cli("plan", str(template), "--name", "remote", "--allow-remote-imports",
+                      "-o", str(plan_file), "--format", "json")
+        assert planned.returncode == 0, planned.stderr
+        recorded = json.loads(plan_file.read_text())["remote_imports"]
+        assert recorded == {url: hashlib.sha256(types).hexdigest()}
+        assert files.hits["/types.yaml"] == 1
+        applied = cli("apply", str(plan_file), "--format", "json")
+        assert applied.returncode == 0, applied.stderr
+        assert files.hits["/types.yaml"] == 1  # apply read the cached bytes
+        for body in (tmp / "cache" / "orchestrator" / "imports").glob("*.body"):
+            body.write_bytes(types + b"# changed\n")  # the cached copy is not what was planned
+            (body.with_suffix(".json")).write_text(json.dumps(
+                {"url": url, "sha256": hashlib.sha256(types + b"# changed\n").hexdigest()}))
+        stale = cli("apply", str(plan_file))
+        assert stale.returncode == 1 and "remote imports changed" in stale.stderr
+        assert files.hits["/types.yaml"] == 1

@@ -141,14 +141,16 @@ def http_dir(tmp_path):
     server.server_close()
 
 
-def test_remote_import_only_with_flag(write, http_dir):
+def test_remote_import_only_with_flag_and_never_over_http(write, http_dir):
+    """Plain http is refused even with the flag (https and the cache: test_import_fetch)."""
     served, base = http_dir
     (served / "types.yaml").write_text(TYPES)
     path = write("main.yaml", _template(f"  - {base}/types.yaml"))
     refused = load_template(path)
     assert "import-remote-unmapped" in codes(refused)
-    fetched = load_template(path, options=LoadOptions(allow_remote_imports=True))
-    assert fetched.ok, [d.render() for d in fetched.diagnostics]
+    over_http = load_template(path, options=LoadOptions(allow_remote_imports=True))
+    assert "import-fetch-failed" in codes(over_http)
+    assert any("only https://" in d.message for d in over_http.diagnostics)
 
 
 def test_remote_import_failure_is_a_diagnostic(write, http_dir):
@@ -159,12 +161,13 @@ def test_remote_import_failure_is_a_diagnostic(write, http_dir):
 
 
 def test_no_network_without_flag(write, monkeypatch):
-    import urllib.request
+    import socket
 
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
 
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     path = write("main.yaml", _template("  - https://example.org/x.yaml"))
     assert "import-remote-unmapped" in codes(load_template(path))
     assert os.environ.get("ORCHESTRATOR_IMPORT_MAP") is None
