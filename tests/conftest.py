@@ -1,3 +1,4 @@
+import os
 import textwrap
 from pathlib import Path
 
@@ -5,6 +6,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
+#: real templates, type files and conformance suites written by others (its README says
+#: what each is); read in place, never copied into the project
+CORPUS = ROOT.parent / "shared" / "corpus"
+
+
+def require_corpus() -> None:
+    """Skip when the shared corpus is absent (a clone of the project alone); under CI=1
+    its absence is a failure, like the other components CI must have."""
+    if CORPUS.is_dir():
+        return
+    reason = f"the shared corpus is absent ({CORPUS})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must have it")
+    pytest.skip(reason)
 
 
 @pytest.fixture

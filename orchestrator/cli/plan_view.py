@@ -46,6 +46,8 @@ def plan_text(data: dict, verbose: bool = False) -> str:
             extra.append(f"flavor {details.get('flavor')}")
             if details.get("image"):
                 extra.append(f"image {details.get('image')}")
+        if step["kind"] == "software" and details.get("implementation"):
+            extra.append(details["implementation"])
         if step.get("site"):
             extra.append(f"site {step['site']}")
         line = f"  {symbol:>3} {what}"

@@ -146,6 +146,8 @@ class Node(_Serialisable):
     compute: ComputeRequirements | None = None
     file: str = ""
     line: int = 0
+    #: "native: <type>" when its operations are our playbooks standing in for the type's own
+    implementation: str | None = None
 
     def is_a(self, type_name: str) -> bool:
         return type_name in self.types

@@ -48,6 +48,8 @@ class NodeTemplate:
     requirements: list[Requirement] = field(default_factory=list)
     interfaces: dict = field(default_factory=dict)
     artifacts: dict = field(default_factory=dict)
+    #: "native: <type>" when its operations come from playbooks/native.yaml
+    implementation: str | None = None
 
 
 def _mapping(data, key: str, diags: Diagnostics, node: str | None = None) -> Mapping:

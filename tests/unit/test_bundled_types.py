@@ -21,9 +21,9 @@ from orchestrator.cli.render import validation_json
 from orchestrator.topology.secrets import is_secret
 from orchestrator.tosca.imports import ImportMap
 from orchestrator.validation import ValidationReport, validate
+from tests.conftest import CORPUS, require_corpus
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
 CORPUS_MAP = CORPUS / "import-map.yaml"
 TYPES_DIR = REPO / "tosca_types"
 TEMPLATE_SETS = ("indigo-tosca-templates", "indigo-tosca-types/*/examples",
@@ -51,15 +51,6 @@ def _templates() -> list[Path]:
 
 
 TEMPLATES = _templates()
-
-
-def _require_corpus() -> None:
-    if CORPUS.is_dir():
-        return
-    reason = f"the shared corpus is absent ({CORPUS})"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must have it")
-    pytest.skip(reason)
 
 
 def _params() -> list:
@@ -147,20 +138,20 @@ def _differences(left, right, path="") -> list[str]:
 
 # -- the corpus --------------------------------------------------------------------------------
 def test_corpus_has_the_template_sets():
-    _require_corpus()
+    require_corpus()
     assert len(TEMPLATES) >= 100, len(TEMPLATES)
 
 
 @pytest.mark.parametrize("path", _params())
 def test_types_resolve_with_the_bundled_files(path):
-    _require_corpus()
+    require_corpus()
     missing = [d for d in _bundled(path).diagnostics if d.code in MISSING_CODES]
     assert not missing, "\n".join(d.render() for d in missing)
 
 
 @pytest.mark.parametrize("path", _params())
 def test_bundled_and_real_types_agree(path):
-    _require_corpus()
+    require_corpus()
     bundled, real = _bundled(path), _real(path)
     if bundled.valid and real.valid:
         differences = _differences(_comparable(bundled), _comparable(real))
@@ -220,7 +211,7 @@ def _url_forms(url: str) -> list[str]:
 
 
 def test_every_corpus_import_url_maps_to_a_bundled_file_defining_the_same_names():
-    _require_corpus()
+    require_corpus()
     shipped = ImportMap.load([])
     problems = []
     for url, real in _corpus_map_entries():

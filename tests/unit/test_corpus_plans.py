@@ -5,16 +5,15 @@ value for each required input the template leaves to its user, as a form would a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from orchestrator import service
 from orchestrator.validation import validate
+from tests.conftest import CORPUS, require_corpus
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
 SITES = REPO / "tests" / "fixtures" / "sites" / "corpus.yaml"
 COMPATIBILITY = (REPO / "docs" / "compatibility.md").read_text(encoding="utf-8")
 SETS = ("indigo-tosca-templates", "indigo-tosca-types/*/examples", "infn-tosca-templates")
@@ -32,14 +31,6 @@ def _templates() -> list[Path]:
 TEMPLATES = _templates() if CORPUS.is_dir() else []
 
 
-def _require_corpus() -> None:
-    if CORPUS.is_dir():
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"the shared corpus is absent ({CORPUS}); CI must have it")
-    pytest.skip(f"the shared corpus is absent ({CORPUS})")
-
-
 def _value_for(spec: dict):
     """A value a user could give for a required input: the first valid value, the lower
     bound of a range, else a plain value of the input's type."""
@@ -54,13 +45,13 @@ def _value_for(spec: dict):
 
 @pytest.fixture(scope="module")
 def orch(tmp_path_factory):
-    _require_corpus()
+    require_corpus()
     folder = tmp_path_factory.mktemp("corpus-plans")
     return service.orchestrator(db=f"sqlite:///{folder}/state.db", sites=str(SITES))
 
 
 def test_the_corpus_has_templates():
-    _require_corpus()
+    require_corpus()
     assert len(TEMPLATES) >= 100, len(TEMPLATES)
 
 
