@@ -38,9 +38,11 @@ CODES: dict[str, str] = {
     "missing-field": "a required key (such as a node template's type) is missing",
     "wrong-type": "a section or field has the wrong YAML type",
     # imports
-    "import-not-found": "an imported file cannot be found",
+    "import-not-found": "an import cannot be resolved: no such file, unreadable, or outside "
+                        "the folders imports may read",
+    "not-a-tosca-file": "an imported file is not a TOSCA definitions file",
     "import-remote-unmapped": "a remote import is not mapped to a local file",
-    "import-fetch-failed": "a remote import could not be fetched",
+    "import-fetch-failed": "a remote import could not be fetched (or was refused)",
     "invalid-import": "an import entry is malformed",
     # types
     "unknown-type": "a type name is not defined",
@@ -61,6 +63,13 @@ CODES: dict[str, str] = {
     "unknown-interface": "an interface not defined by the type",
     "unknown-operation": "an operation not defined by the interface",
     "dependency-cycle": "the nodes' requirements form a cycle",
+    "out-of-range": "a number a plan is made from is out of range: a negative count, scaling "
+                    "bounds that contradict each other, more instances than the per-node limit "
+                    "or a size beyond the sane maxima",
+    "implementation-not-found": "an operation's implementation is neither next to the "
+                                "template nor in the orchestrator's playbooks/",
+    "remote-implementation": "an operation's implementation written in the template is a URL, "
+                             "which is neither checked nor fetched (a warning)",
     # inputs and functions
     "missing-input": "a required input has no value and no default",
     "unknown-input": "a value was given for an input the template does not declare",

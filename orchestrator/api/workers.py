@@ -156,13 +156,8 @@ class WorkerPool:
         error = None
         try:
             error = run_work(self.ctx, item)
-        except LookupError:
-            error = None  # the deployment was deleted meanwhile
         except Exception as exc:  # noqa: BLE001 - a worker never dies of one item
-            log.error("%s of deployment %s failed: %s: %s", item.operation, item.deployment_id,
-                      type(exc).__name__, exc)
-            error = f"internal error: {type(exc).__name__}"
-            _mark_failed(self.store, item, error)
+            error = self._internal_error(item, exc)
         finally:
             stop_beat.set()
             beater.join()
@@ -174,6 +169,20 @@ class WorkerPool:
         self.store.finish_work(item.id, self.worker_id, error=error)
         if item.callback_url:
             notify(self.store, item, self.settings.callback_hosts)
+
+    def _internal_error(self, item, exc: Exception) -> str | None:
+        """What an item that raised leaves: nothing when its deployment was deleted meanwhile
+        (the store's LookupError for a deployment it no longer has); otherwise the
+        deployment is marked failed with the error's message, and the traceback goes to the
+        server log only."""
+        if isinstance(exc, LookupError) and _deleted(self.store, item.deployment_id):
+            return None
+        log.error("%s of deployment %s failed", item.operation, item.deployment_id,
+                  exc_info=exc)
+        text = str(exc)
+        text = text if len(text) <= 300 else text[:300] + "..."
+        return _mark_failed(self.store, item, f"internal error: {type(exc).__name__}"
+                            + (f": {text}" if text else ""))
 
     def _beat(self, work_id: str, stop: threading.Event) -> None:
         while not stop.wait(self.settings.heartbeat_s):
@@ -204,12 +213,13 @@ def run_work(ctx, item) -> str | None:
     except OrchestratorError as exc:
         return _mark_failed(store, item, str(exc))
     orch.key_vault = StoredKeys(store, ctx.sealer)  # any replica may run the next operation
+    orch.sealer = ctx.sealer  # seals the outputs computed from secrets
     try:
         if item.operation == "delete":
             run = orch.delete(record.id, force=bool(payload.get("force")))
             return None if run.ok or payload.get("force") else "; ".join(
                 f"{k}: {v}" for k, v in run.failed.items())
-        return _deploy(orch, record, payload, secret)
+        return _deploy(orch, record, payload, secret, ctx.settings.import_hosts)
     except StateLockedError:
         return _BUSY
     except OrchestratorError as exc:
@@ -218,11 +228,12 @@ def run_work(ctx, item) -> str | None:
         service.release_orchestrator(orch)
 
 
-def _deploy(orch, record, payload: dict, secret: dict) -> str | None:
+def _deploy(orch, record, payload: dict, secret: dict, import_hosts=()) -> str | None:
     folder = service.deployment_dir(record.id) / "template"
     template = views.template_file(payload["template"], folder)
     sets = service.input_sets({**payload.get("inputs", {}), **secret})
-    result = orch.plan(template, sets=sets, name=record.name)
+    result = orch.plan(template, sets=sets, name=record.name,
+                       import_options=service.service_import_options(import_hosts))
     if not result.plan.has_changes:
         orch.settle(result.plan)
         return None
@@ -231,6 +242,14 @@ def _deploy(orch, record, payload: dict, secret: dict) -> str | None:
     if applied.run.ok:
         return None
     return "; ".join(f"{k}: {v}" for k, v in applied.run.failed.items()) or "failed"
+
+
+def _deleted(store, deployment_id: str) -> bool:
+    try:
+        return store.get_deployment(deployment_id) is None
+    except Exception as exc:  # noqa: BLE001 - the database may be restarting
+        log.warning("looking up deployment %s failed: %s", deployment_id, exc)
+        return False
 
 
 def _mark_failed(store, item, message: str) -> str:

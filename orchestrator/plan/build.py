@@ -79,13 +79,13 @@ def follow_map(topology: Topology) -> dict[str, str | None]:
 def compute_indexes(node: Node, existing: list[Existing]) -> list[int]:
     """Instance indexes after scaling: keep what exists, add new, remove per
     removal_list first, else the newest."""
-    count = node.compute.scaling.count
+    count = max(0, node.compute.scaling.count)  # validate refuses a negative count
     have = sorted({e.index for e in existing if e.node == node.name and e.kind == "compute"})
     if len(have) <= count:
-        result = list(have)
+        result, taken = list(have), set(have)
         candidate = 0
         while len(result) < count:
-            if candidate not in result:
+            if candidate not in taken:
                 result.append(candidate)
             candidate += 1
         return sorted(result)
@@ -161,7 +161,8 @@ def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict
                 **{k: node.properties[k] for k in NETWORK_SETTINGS
                    if node.properties.get(k) is not None}}
     return {"site": site, "properties": digest(node.properties),
-            "operations": digest([o.to_dict() for o in node.operations])}
+            "operations": digest([o.to_dict() for o in node.operations]),
+            **({"implementation": node.implementation} if node.implementation else {})}
 
 
 NETWORK_SETTINGS = ("network_name", "network_id", "cidr", "existing", "ip_version",
@@ -222,7 +223,8 @@ def build_plan(topology: Topology, placement: Placement, existing: list[Existing
                deployment: str, base_serial: int, template_digest: str,
                estimate: Callable[[str | None, str, str], float],
                inputs: dict | None = None, sites_file: str | None = None,
-               deployment_id: str | None = None) -> Plan:
+               deployment_id: str | None = None,
+               remote_imports: dict[str, str] | None = None) -> Plan:
     wanted = desired(topology, placement, existing)
     have = {(e.node, e.index, e.kind): e for e in existing}
     position = {name: i for i, name in enumerate(topology.order)}
@@ -249,7 +251,8 @@ def build_plan(topology: Topology, placement: Placement, existing: list[Existing
     return Plan(deployment=deployment, template=topology.file, template_digest=template_digest,
                 base_serial=base_serial, steps=tuple(steps), placement=placement.to_dict(),
                 inputs=inputs or {}, sites_file=sites_file, deployment_id=deployment_id,
-                estimated_duration_s=critical_path(steps))
+                estimated_duration_s=critical_path(steps),
+                remote_imports=dict(remote_imports or {}))
 
 
 def step_id(action: str, kind: str, node: str, index: int) -> str:

@@ -240,7 +240,7 @@ class _Builder:
             capabilities=dict(node.capabilities), operations=ops,
             artifacts=to_plain(node.artifacts), host=self.t.host_of(node.name),
             compute=self.compute(node, rels) if kind == "compute" else None,
-            file=node.loc.file, line=node.loc.line)
+            file=node.loc.file, line=node.loc.line, implementation=node.implementation)
 
     def inputs(self) -> tuple[InputSpec, ...]:
         result = []

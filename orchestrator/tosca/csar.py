@@ -14,6 +14,7 @@ from typing import Iterator
 from orchestrator.diagnostics import Diagnostics, Location
 
 MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+MAX_MEMBERS = 10_000  # files and folders; a template with its playbooks has a few hundred
 
 
 def is_csar(path: str) -> bool:
@@ -62,6 +63,11 @@ def extracted(path: str, diags: Diagnostics) -> Iterator[tuple[str, str] | None]
             yield None
             return
         with archive:
+            if len(archive.infolist()) > MAX_MEMBERS:
+                diags.error("invalid-csar", f"the archive has {len(archive.infolist())} "
+                            f"members, more than {MAX_MEMBERS}", Location(path))
+                yield None
+                return
             total = 0
             for info in archive.infolist():
                 target = PurePosixPath(info.filename)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from orchestrator.diagnostics import Location, did_you_mean
 from orchestrator.tosca.entities import NodeTemplate, Requirement
+from orchestrator.tosca.functions import FUNCTIONS
 from orchestrator.tosca.yamlsource import Mapping, where
+
+#: the keys of a requirement assignment (TOSCA 1.3 3.8.2), of a relationship written in
+#: one, and of a relationship template (3.8.4)
+REQUIREMENT_FIELDS = ("node", "capability", "relationship", "node_filter", "occurrences")
+RELATIONSHIP_FIELDS = ("type", "description", "properties", "interfaces")
+RELATIONSHIP_TEMPLATE_FIELDS = ("type", "description", "metadata", "properties", "attributes",
+                                "interfaces", "copy")
 
 
 class RequirementsMixin:
@@ -77,12 +85,16 @@ class RequirementsMixin:
             diags.error("wrong-type", f"requirement '{name}' must name a node or be a mapping",
                         loc, node=node.name)
             return None
+        if not self._requirement_fields(node, name, body, loc):
+            return None
         target = body.get("node", definition.get("node"))
         capability = body.get("capability", definition.get("capability"))
         relationship = body.get("relationship", definition.get("relationship"))
         rel_props: dict = {}
         rel_ifaces: Mapping = Mapping()
         if isinstance(relationship, dict):
+            self._known_fields(node, relationship, RELATIONSHIP_FIELDS, "a relationship "
+                               f"(requirement '{name}')", where(body, "relationship", loc))
             rel_props = relationship.get("properties") or {}
             rel_ifaces = relationship.get("interfaces") or Mapping()
             relationship = relationship.get("type")
@@ -120,6 +132,40 @@ class RequirementsMixin:
             self._read_interfaces(holder, "relationship_types", rel_type, rel_ifaces,
                                   result.interfaces)
         return result
+
+    def _requirement_fields(self, node, name: str, body: dict, loc: Location) -> bool:
+        """False (after an error) for a requirement no target can be read from: a function
+        in place of the assignment, or ``node: null``; unknown keys are errors too."""
+        if len(body) == 1 and next(iter(body)) in FUNCTIONS:
+            self.diagnostics.error(
+                "wrong-type", f"requirement '{name}' is the function {next(iter(body))}: a "
+                "requirement names its node directly (a function may not choose it)", loc,
+                node=node.name, hint="name the node template, e.g. 'host: server'")
+            return False
+        self._known_fields(node, body, REQUIREMENT_FIELDS, f"a requirement ('{name}')", loc)
+        if "node" in body and body["node"] is None:
+            self.diagnostics.error("wrong-type", f"requirement '{name}': 'node' is null; name "
+                                   "a node template or leave 'node' out",
+                                   where(body, "node", loc), node=node.name)
+            return False
+        return True
+
+    def _known_fields(self, node, body: dict, allowed, what: str, loc: Location) -> None:
+        for key in body:
+            if key not in allowed:
+                self.diagnostics.error("unknown-section", f"'{key}' is not a field of {what}",
+                                       where(body, key, loc), node=node.name if node else None,
+                                       hint=did_you_mean(str(key), allowed))
+
+    def _check_relationship_templates(self, templates: Mapping) -> None:
+        for name, body in templates.items():
+            loc = where(templates, name)
+            if not isinstance(body, dict):
+                self.diagnostics.error("wrong-type", f"relationship template '{name}' must be "
+                                       "a mapping", loc)
+                continue
+            self._known_fields(None, body, RELATIONSHIP_TEMPLATE_FIELDS,
+                               f"relationship template '{name}'", loc)
 
     def _target(self, node, name: str, target, body: dict, loc: Location) -> str | None:
         if target is None:

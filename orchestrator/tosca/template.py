@@ -12,8 +12,12 @@ from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
 from orchestrator.tosca.entities import InputDef, NodeTemplate, _mapping
 from orchestrator.tosca.evaluation import EvaluationMixin
 from orchestrator.tosca.functions import Evaluator, Scope
+from orchestrator.tosca import native
+from orchestrator.tosca.implementations import check_implementations
 from orchestrator.tosca.imports import SourceDoc
+from orchestrator.tosca.ranges import check_ranges
 from orchestrator.tosca.requirements import RequirementsMixin
+from orchestrator.tosca.sections import SectionsMixin
 from orchestrator.tosca.types import SECTIONS, TypeRegistry
 from orchestrator.tosca.values import Checker
 from orchestrator.tosca.yamlsource import Mapping, where
@@ -31,8 +35,10 @@ INPUT_KEYS = {"type", "description", "required", "default", "status", "constrain
               "key_schema", "entry_schema", "external-schema", "metadata", "value"}
 
 
-class Template(RequirementsMixin, EvaluationMixin):
-    def __init__(self, docs: list[SourceDoc], diagnostics: Diagnostics):
+class Template(RequirementsMixin, SectionsMixin, EvaluationMixin):
+    def __init__(self, docs: list[SourceDoc], diagnostics: Diagnostics,
+                 implementation: str = native.NATIVE):
+        self.implementation = implementation
         self.docs = docs
         self.diagnostics = diagnostics
         self.root = docs[0].data
@@ -69,8 +75,9 @@ class Template(RequirementsMixin, EvaluationMixin):
                                        hint=did_you_mean(key, TOPOLOGY_KEYS))
         self.description = topology.get("description") or self.root.get("description")
         self._read_inputs(_mapping(topology, "inputs", self.diagnostics), given_inputs)
-        self.relationship_templates = dict(_mapping(topology, "relationship_templates",
-                                                    self.diagnostics))
+        rel_templates = _mapping(topology, "relationship_templates", self.diagnostics)
+        self.relationship_templates = dict(rel_templates)
+        self._check_relationship_templates(rel_templates)
         nodes = _mapping(topology, "node_templates", self.diagnostics)
         for name, body in nodes.items():
             self._read_node(str(name), body, where(nodes, name))
@@ -82,6 +89,8 @@ class Template(RequirementsMixin, EvaluationMixin):
         self._read_groups(_mapping(topology, "groups", self.diagnostics))
         self._read_policies(topology)
         self._read_outputs(_mapping(topology, "outputs", self.diagnostics))
+        check_ranges(self)
+        check_implementations(self)
         return self
 
     def _check_header(self) -> None:
@@ -182,8 +191,15 @@ class Template(RequirementsMixin, EvaluationMixin):
                             f"{canonical}", where(props, key, loc), node=name,
                             hint=did_you_mean(key, prop_defs))
         self._read_capabilities(node)
+        chosen = native.native_interfaces(self.registry.chain("node_types", canonical))
+        if chosen is not None:  # the plan names the choice for every node that has one
+            node.implementation = f"{self.implementation}: {chosen[0]}"
+            if self.implementation != native.NATIVE:
+                chosen = None
         self._read_interfaces(node, "node_types", canonical, _mapping(body, "interfaces", diags,
-                                                                        name), node.interfaces)
+                                                                        name), node.interfaces,
+                              type_ifaces=native.overlay(self.registry.interfaces(
+                                  "node_types", canonical), chosen[1]) if chosen else None)
         self._read_artifacts(node)
 
     def _read_capabilities(self, node: NodeTemplate) -> None:
@@ -240,10 +256,12 @@ class Template(RequirementsMixin, EvaluationMixin):
         return defs
 
     def _read_interfaces(self, node, section: str, type_name: str, given: Mapping,
-                         out: dict) -> None:
-        """Merge operation definitions from the type and the template into ``out``."""
+                         out: dict, type_ifaces: dict | None = None) -> None:
+        """Merge operation definitions from the type (or ``type_ifaces``, a native
+        implementation's) and the template into ``out``."""
         diags = self.diagnostics
-        type_ifaces = self.registry.interfaces(section, type_name)
+        if type_ifaces is None:
+            type_ifaces = self.registry.interfaces(section, type_name)
         misplaced: dict = {}
         for iface_name in set(type_ifaces) | set(given):
             type_def = type_ifaces.get(iface_name)
@@ -307,7 +325,10 @@ class Template(RequirementsMixin, EvaluationMixin):
         return ops
 
     def _read_artifacts(self, node: NodeTemplate) -> None:
-        merged = dict(self.registry.merged("node_types", node.type, "artifacts"))
+        # a native implementation brings its own roles: the type's artifacts (the upstream
+        # playbooks' Ansible roles) are not needed, the template's own still are
+        merged = {} if (node.implementation or "").startswith(native.NATIVE) else dict(
+            self.registry.merged("node_types", node.type, "artifacts"))
         given = _mapping(node.raw, "artifacts", self.diagnostics, node.name)
         merged.update(given)
         for name, body in merged.items():
@@ -319,88 +340,6 @@ class Template(RequirementsMixin, EvaluationMixin):
                                        node=node.name,
                                        hint=self.registry.suggest("artifact_types", art_type))
             node.artifacts[name] = body if isinstance(body, dict) else {"file": body}
-
-    # -- groups, policies, outputs ------------------------------------------------------------
-    def _read_groups(self, groups: Mapping) -> None:
-        for name, body in groups.items():
-            loc = where(groups, name)
-            if not isinstance(body, dict):
-                self.diagnostics.error("wrong-type", f"group '{name}' must be a mapping", loc)
-                continue
-            self._check_type_ref("group_types", body, loc, f"group '{name}'")
-            members = body.get("members") or []
-            for member in members if isinstance(members, list) else []:
-                if not isinstance(member, str) or member not in self.nodes:
-                    self.diagnostics.error("unknown-target", f"group '{name}' member '{member}' "
-                                           "is not a node template", where(body, "members", loc),
-                                           hint=did_you_mean(member, self.nodes))
-            self.groups[str(name)] = {"type": body.get("type"), "members": list(members) if
-                                      isinstance(members, list) else [],
-                                      "properties": dict(body.get("properties") or {})}
-
-    def _read_policies(self, topology: Mapping) -> None:
-        policies = topology.get("policies")
-        if policies is None:
-            return
-        entries = policies.items() if isinstance(policies, dict) else (
-            (next(iter(p.items())) if isinstance(p, dict) and len(p) == 1 else (None, p))
-            for p in (policies if isinstance(policies, list) else []))
-        if not isinstance(policies, (list, dict)):
-            self.diagnostics.error("wrong-type", "'policies' must be a list", where(topology,
-                                                                                      "policies"))
-        for name, body in entries:
-            loc = where(policies, name) if isinstance(policies, dict) else where(topology,
-                                                                                  "policies")
-            if name is None or not isinstance(body, dict):
-                self.diagnostics.error("wrong-type", "a policy must be {name: {type, targets, "
-                                       "properties}}", loc)
-                continue
-            loc = body.loc if isinstance(body, Mapping) else loc
-            type_name = self._check_type_ref("policy_types", body, loc, f"policy '{name}'")
-            targets = body.get("targets") or []
-            for target in targets if isinstance(targets, list) else []:
-                if not isinstance(target, str) or (target not in self.nodes
-                                                   and target not in self.groups):
-                    self.diagnostics.error("unknown-target", f"policy '{name}' target "
-                                           f"'{target}' is not a node template or group",
-                                           where(body, "targets", loc),
-                                           hint=did_you_mean(target, list(self.nodes)
-                                                             + list(self.groups)))
-            props = self.evaluator.evaluate_map(body.get("properties") or {}, Scope(), loc)
-            if type_name and isinstance(props, dict):
-                defs = self.registry.properties("policy_types", type_name)
-                checker = Checker(self.registry, self.diagnostics)
-                for key in props:
-                    if key not in defs:
-                        self.diagnostics.error("unknown-property", f"policy '{name}': property "
-                                               f"'{key}' is not defined for {type_name}",
-                                               where(body.get("properties"), key, loc),
-                                               hint=did_you_mean(key, defs))
-                    else:
-                        props[key] = checker.check(props[key], defs[key], key, loc)
-            self.policies.append({"name": str(name), "type": type_name, "targets":
-                                  list(targets) if isinstance(targets, list) else [],
-                                  "properties": props, "loc": loc})
-
-    def _check_type_ref(self, section: str, body: dict, loc: Location, what: str) -> str | None:
-        type_name = body.get("type")
-        resolved = self.registry.resolve(section, type_name)
-        if resolved is None:
-            self.diagnostics.error("unknown-type" if type_name else "missing-field",
-                                   f"{what} has unknown type '{type_name}'" if type_name else
-                                   f"{what} has no type", where(body, "type", loc),
-                                   hint=self.registry.suggest(section, type_name))
-        return resolved
-
-    def _read_outputs(self, outputs: Mapping) -> None:
-        for name, body in outputs.items():
-            loc = where(outputs, name)
-            if not isinstance(body, dict) or "value" not in body:
-                self.diagnostics.error("missing-value", f"output '{name}' has no value", loc)
-                continue
-            value = self.evaluator.evaluate(body["value"], Scope(output=str(name)),
-                                            where(body, "value", loc))
-            self.outputs[str(name)] = {"description": body.get("description"), "value": value}
 
 
 def _operation_items(source) -> list[tuple[str, Any]]:
@@ -420,12 +359,14 @@ def _merge_operation(current: dict | None, body, loc: Location) -> dict:
     result = dict(current or {"implementation": None, "inputs": {}, "loc": loc})
     if isinstance(body, str):
         result["implementation"] = body
+        result["implementation_loc"] = loc  # where it is written (implementations.py)
     elif isinstance(body, dict):
         implementation = body.get("implementation")
         if isinstance(implementation, dict):
             implementation = implementation.get("primary")
         if implementation is not None:
             result["implementation"] = implementation
+            result["implementation_loc"] = where(body, "implementation", loc)
         inputs = dict(result.get("inputs") or {})
         if isinstance(body.get("inputs"), dict):
             inputs.update(body["inputs"])

@@ -48,7 +48,7 @@ REQUIRED_CODES = {
 
 
 #: codes that are warnings: the template stays valid (and invalid under --strict)
-WARNING_CODES = {"duplicate-key", "missing-input"}
+WARNING_CODES = {"duplicate-key", "missing-input", "remote-implementation"}
 
 
 @dataclass(frozen=True)

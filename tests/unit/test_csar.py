@@ -70,3 +70,20 @@ def test_corrupt_csar(tmp_path):
     path = tmp_path / "broken.csar"
     path.write_bytes(b"PK\x03\x04 not really a zip")
     assert "invalid-csar" in codes(load_template(str(path)))
+
+
+def test_an_archive_of_too_many_members_is_refused_before_extraction(tmp_path):
+    """100,000 empty members took 15 s to extract and were accepted."""
+    from orchestrator.tosca import csar
+
+    before = _leftovers()
+    path = tmp_path / "many.csar"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("main.yaml", MAIN.replace("imports: [types/t.yaml]\n", ""))
+        for index in range(csar.MAX_MEMBERS + 1):
+            archive.writestr(f"empty/{index}", "")
+    result = load_template(str(path))
+    assert not result.ok
+    assert codes(result) == ["invalid-csar"]
+    assert f"more than {csar.MAX_MEMBERS}" in result.diagnostics.errors[0].message
+    assert _leftovers() == before

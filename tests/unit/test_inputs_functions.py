@@ -150,7 +150,7 @@ topology_template:
       interfaces:
         Standard:
           create:
-            implementation: create.yml
+            implementation: playbooks/base.yml
             inputs:
               first: {get_input: [users, 0]}
   outputs:

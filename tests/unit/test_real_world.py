@@ -250,8 +250,11 @@ topology_template:
 """
 
 
+PLAYBOOKS = {"mount.yml": "- hosts: all\n", "after.yml": "- hosts: all\n"}
+
+
 def test_self_in_a_relationship_interface_is_the_relationship(write):
-    report = _check(write, RELATIONSHIP)
+    report = _check(write, RELATIONSHIP, **PLAYBOOKS)
     assert report.valid, [d.render() for d in report.diagnostics]
     inputs = _operation_inputs(report, "vm", "pre_configure_source")
     assert inputs["where"] == "/mnt/disk"
@@ -263,7 +266,7 @@ def test_a_configure_operation_under_standard_is_moved(write):
                                 "              interfaces:\n"
                                 "                Standard:\n"
                                 "                  post_configure_source: after.yml\n")
-    report = _check(write, text)
+    report = _check(write, text, **PLAYBOOKS)
     assert report.valid, [d.render() for d in report.diagnostics]
     diag = _only(report, "unknown-operation")
     assert diag.severity is Severity.WARNING and "Configure" in diag.message
