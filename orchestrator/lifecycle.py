@@ -1,4 +1,5 @@
-"""Deployment lifecycle: plan, apply, deploy, resume, update, delete, status, outputs.
+"""Deployment lifecycle: plan, apply, deploy, resume, update, delete (reading status,
+outputs and events: orchestrator.reading).
 
 ``Orchestrator`` is what the front ends call (through orchestrator.service). It ties
 the front end, placement, plans, the state store, the providers and the engine together,
@@ -6,6 +7,7 @@ and never prints: progress goes to the ``on_event`` callback.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,7 +20,9 @@ from orchestrator.errors import OrchestratorError, PlacementError, StalePlanErro
 from orchestrator.placement import place, usage_of
 from orchestrator.plan import CONFIGURE, Existing, Plan, build_plan, digest
 from orchestrator.providers.base import ACTIVE, DELETED, TAG_INDEX, TAG_KIND, TAG_NODE
+from orchestrator.reading import Reading
 from orchestrator.topology.secrets import MASK
+from orchestrator.tosca import LoadOptions
 from orchestrator.validation import require_inputs, validate
 
 
@@ -67,7 +71,7 @@ class BySite(Configurator):
 UNLISTED_KINDS = ("attachment", "network", "port")
 
 
-class Orchestrator:
+class Orchestrator(Reading):
     def __init__(self, db: str | None = None, sites: str | None = None, owner: str = "local",
                  on_event: Callable[[dict], None] | None = None,
                  options: ExecutorOptions | None = None,
@@ -83,6 +87,9 @@ class Orchestrator:
         # Where the deployments' SSH keys are shared (orchestrator.sshkeys.KeyVault); the
         # service sets one that keeps them sealed in the state database.
         self.key_vault = None
+        # What seals the outputs computed from secrets (orchestrator.sealing.Sealer): the
+        # service sets its own; otherwise the user's key (sealing.default_sealer).
+        self.sealer = None
         self._store = store
         self._owns_store = store is None
         self._catalogue = catalogue
@@ -143,8 +150,12 @@ class Orchestrator:
 
     def plan(self, template: str, input_files: Iterable[str] = (), sets: Iterable[str] = (),
              name: str | None = None, import_maps: Iterable[str] = (),
-             allow_remote_imports: bool = False, refresh: bool = True) -> PlanResult:
-        report = validate(template, input_files, sets, import_maps, allow_remote_imports)
+             allow_remote_imports: bool = False, refresh: bool = True,
+             import_options=None) -> PlanResult:
+        """``import_options`` (a ``tosca.LoadOptions``) is the import policy; it wins over
+        ``import_maps`` and ``allow_remote_imports``."""
+        report = validate(template, input_files, sets, import_maps, allow_remote_imports,
+                          options=import_options)
         require_inputs(report)
         name = name or os.path.splitext(os.path.basename(report.file))[0]
         record = self.store.get_deployment(name, owner=self.owner)
@@ -172,7 +183,10 @@ class Orchestrator:
             inputs={**{i.name: i.value for i in report.topology.inputs if not i.secret},
                     **secret_inputs},
             sites_file=self.catalogue.source,
-            deployment_id=record.id if record else None)
+            deployment_id=record.id if record else None,
+            remote_imports=report.remote_imports)
+        if import_options is not None and import_options.implementation != "native":
+            plan = dataclasses.replace(plan, implementation=import_options.implementation)
         self._check_operations_can_run(plan, report.topology)
         return PlanResult(plan, report, record)
 
@@ -187,7 +201,10 @@ class Orchestrator:
                     not any(op.implementation for op in node.operations) or not step.site:
                 continue
             provider = self.provider(step.site)
-            if provider.reached_over_ssh or provider.records_operations:
+            if provider.reached_over_ssh:
+                problems.extend(_remote_playbooks(node))
+                continue
+            if provider.records_operations:
                 continue
             problems.append(f"node {step.node}: site {step.site} ({provider.type_name}) "
                             "cannot run its lifecycle operations (its servers are not "
@@ -265,10 +282,15 @@ class Orchestrator:
         """Execute ``plan``. ``report`` is the validation the plan was made from, when the
         caller made the plan in this process (deploy, update); otherwise the template is
         validated again."""
-        if report is None:
+        if report is None:  # remote imports from the cache the plan filled, checked below
             report = validate(plan.template, input_files, [
-                f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets))
+                f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets),
+                options=LoadOptions(allow_remote_imports=bool(plan.remote_imports),
+                                    implementation=plan.implementation))
         require_inputs(report)
+        if report.remote_imports != plan.remote_imports:
+            raise StalePlanError(f"the plan for '{plan.deployment}' is stale: its remote "
+                                 "imports changed since it was made; make a new plan")
         given = {s.partition("=")[0] for s in sets} | _file_keys(input_files)
         missing = sorted(k for k, v in plan.inputs.items() if v == MASK and k not in given)
         if missing:
@@ -308,7 +330,8 @@ class Orchestrator:
                               self.catalogue.sites, self._configurator_for(record.id, plan),
                               self.on_event,
                               ssh_public_key=self._deployment_key(record.id, plan),
-                              workdir=str(resources.deployment_dir(record.id)))
+                              workdir=str(resources.deployment_dir(record.id)),
+                              seal=lambda values: self._sealer().seal(values))
             options = ExecutorOptions(**{**self.options.__dict__, "keep_failed": keep_failed})
             run = execute(ctx, plan, options)
             self.store.bump_serial(record.id)
@@ -403,39 +426,6 @@ class Orchestrator:
                 "delete failed: " + "; ".join(f"{k}: {v}" for k, v in run.failed.items())))
             return run
 
-    # -- reading --------------------------------------------------------------------------------
-    def list(self):
-        return self.store.list_deployments(owner=self.owner)
-
-    def status(self, name: str) -> dict:
-        record = self.deployment(name)
-        return {"deployment": record.to_dict() | {"plan": None},
-                "resources": [r.to_dict() for r in self.store.resources(record.id)]}
-
-    def outputs(self, name: str) -> dict:
-        from orchestrator.engine.outputs import resolve_outputs
-
-        record = self.deployment(name)
-        sets = [f"{k}={_yaml(v)}" for k, v in (record.inputs or {}).items()]
-        report = validate(record.template_path, (), sets)
-        if report.valid:
-            return resolve_outputs(report.topology, self.store.resources(record.id))
-        return dict(record.outputs or {})
-
-    def node_logs(self, name: str, node: str) -> list[str]:
-        """Paths of the contextualisation logs of ``node`` (or ``node[index]``)."""
-        folder = resources.deployment_dir(self.deployment(name).id) / "logs"
-        if "[" in node:
-            wanted = [folder / (node.replace("[", "-").rstrip("]") + ".log")]
-        else:
-            wanted = sorted(folder.glob(f"{node}-*.log"),
-                            key=lambda p: int(p.stem.rsplit("-", 1)[-1])
-                            if p.stem.rsplit("-", 1)[-1].isdigit() else 0)
-        return [str(p) for p in wanted if p.is_file()]
-
-    def events(self, name: str, since: int = 0) -> list:
-        return self.store.events(self.deployment(name).id, since_id=since)
-
 
 def _stored_inputs(topology) -> dict:
     """Input values worth keeping in state: everything but secrets."""
@@ -465,3 +455,18 @@ def _plan_inputs(plan: Plan, sets) -> list[tuple[str, str]]:
 def _yaml(value) -> str:
     """A value as --set text: JSON is YAML, and keeps "22.04" a string."""
     return json.dumps(value)
+
+
+def _remote_playbooks(node) -> list[str]:
+    """Operations whose implementation is a playbook URL (an upstream implementation of an
+    INDIGO / INFN-Cloud type): nothing fetches and runs those yet."""
+    problems = []
+    for op in node.operations:
+        if isinstance(op.implementation, str) and "://" in op.implementation:
+            hint = ("run it with --implementation native" if node.implementation else
+                    "playbooks/native.yaml has no native implementation of its type "
+                    f"{node.type} yet")
+            problems.append(f"node {node.name}: operation {op.interface}.{op.name} is the "
+                            f"remote playbook {op.implementation}, which is not fetched and "
+                            f"run yet; {hint}, or give the operation a local playbook")
+    return problems

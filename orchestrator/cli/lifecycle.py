@@ -10,7 +10,7 @@ import time
 import click
 
 from orchestrator.cli import plan_view
-from orchestrator.cli.main import EXIT_FAILED, EXIT_OK, cli
+from orchestrator.cli.main import EXIT_FAILED, EXIT_OK, cli, import_options
 
 _json_fmt = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                          show_default=True, help="Output format.")
@@ -78,13 +78,15 @@ def _finish(result, fmt: str) -> None:
 @click.option("--name", help="Deployment name (default: the template's file name).")
 @click.option("-o", "--out", "out", metavar="FILE", help="Write the plan as JSON to FILE.")
 @click.option("--no-refresh", is_flag=True, help="Do not ask the providers what exists.")
+@import_options
 @_json_fmt
 @click.pass_context
-def plan(ctx, template, input_files, sets, name, out, no_refresh, fmt):
+def plan(ctx, template, input_files, sets, name, out, no_refresh, fmt, imports):
     """Compute, with no side effects, what deploying TEMPLATE would do (against an
     existing deployment: the diff, after refreshing what the clouds report)."""
     orch = _orchestrator(ctx, fmt)
-    result = orch.plan(template, input_files, sets, name=name, refresh=not no_refresh)
+    result = orch.plan(template, input_files, sets, name=name, refresh=not no_refresh,
+                       import_options=imports)
     data = result.plan.to_dict()
     if out:
         with open(out, "w", encoding="utf-8") as handle:
@@ -117,15 +119,17 @@ def apply(ctx, plan_file, input_files, sets, keep_failed, fmt):
 @click.option("--no-wait", is_flag=True, help="Start the deployment in the background and "
               "return; follow it with `orchestrator logs NAME --follow`.")
 @click.option("--keep-failed", is_flag=True, help="Do not roll back what a failed run made.")
+@import_options
 @_json_fmt
 @click.pass_context
-def deploy(ctx, template, input_files, sets, name, resume, yes, no_wait, keep_failed, fmt):
+def deploy(ctx, template, input_files, sets, name, resume, yes, no_wait, keep_failed, fmt,
+           imports):
     """Plan and apply TEMPLATE: shows the plan, asks, then deploys with live progress."""
     if not template and not resume:
         raise click.UsageError("give a TEMPLATE, or --resume NAME")
     orch = _orchestrator(ctx, fmt)
     result = orch.resume_plan(resume, input_files, sets) if resume else \
-        orch.plan(template, input_files, sets, name=name)
+        orch.plan(template, input_files, sets, name=name, import_options=imports)
     if fmt == "text":
         click.echo(plan_view.plan_text(result.plan.to_dict()))
     if not result.plan.has_changes and result.deployment is not None:
@@ -170,13 +174,14 @@ def _start_background(ctx, plan_obj, input_files, sets, keep_failed, fmt) -> Non
 @_inputs
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--keep-failed", is_flag=True, help="Do not roll back what a failed run made.")
+@import_options
 @_json_fmt
 @click.pass_context
-def update(ctx, name, template, input_files, sets, yes, keep_failed, fmt):
+def update(ctx, name, template, input_files, sets, yes, keep_failed, fmt, imports):
     """Plan the difference between deployment NAME and TEMPLATE, then apply it."""
     orch = _orchestrator(ctx, fmt)
     orch.deployment(name)
-    result = orch.plan(template, input_files, sets, name=name)
+    result = orch.plan(template, input_files, sets, name=name, import_options=imports)
     if fmt == "text":
         click.echo(plan_view.plan_text(result.plan.to_dict()))
     if not result.plan.has_changes:
@@ -230,11 +235,15 @@ def status(ctx, name, fmt):
 
 @cli.command()
 @click.argument("name")
+@click.option("--show-secrets", is_flag=True,
+              help="Show the outputs computed from secrets (masked otherwise); recorded as an "
+              "event, without the values.")
 @_json_fmt
 @click.pass_context
-def outputs(ctx, name, fmt):
-    """Show the outputs of deployment NAME, resolved against its live state."""
-    data = _orchestrator(ctx, fmt).outputs(name)
+def outputs(ctx, name, show_secrets, fmt):
+    """Show the outputs of deployment NAME, resolved against its live state (those computed
+    from secrets masked unless --show-secrets)."""
+    data = _orchestrator(ctx, fmt, quiet=True).outputs(name, reveal=show_secrets)
     _emit(fmt, data, plan_view.outputs_text(data))
 
 

@@ -225,11 +225,15 @@ def status(name, fmt):
 
 @click.command()
 @click.argument("name")
+@click.option("--show-secrets", is_flag=True,
+              help="Show the outputs computed from secrets (the owner only; recorded as an "
+              "event).")
 @_json_fmt
-def outputs(name, fmt):
+def outputs(name, show_secrets, fmt):
     """Show the outputs of deployment NAME."""
     remote = Remote()
-    data = remote.call("GET", f"/v1/deployments/{remote.find(name)['id']}/outputs")
+    data = remote.call("GET", f"/v1/deployments/{remote.find(name)['id']}/outputs",
+                       params={"reveal": "true"} if show_secrets else None)
     _emit(fmt, data, plan_view.outputs_text(data))
 
 

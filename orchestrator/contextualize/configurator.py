@@ -75,6 +75,7 @@ from orchestrator.contextualize.runner import run_failure, run_operation, run_pl
 from orchestrator.engine.steps import Configurator
 from orchestrator.errors import ContextualizationError
 from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
+from orchestrator.tosca.secret import untaint
 
 LIFECYCLE = ("create", "configure", "start")
 UNDO = ("stop", "delete")  # run when the node is removed while its host stays
@@ -100,7 +101,7 @@ def evaluate_inputs(inputs: dict, lookup: Callable[[Deferred], Any] | None) -> d
             value = resolve_deferred(value, lookup)
         if value is None or isinstance(value, Deferred):
             continue
-        result[key] = to_plain(value)
+        result[key] = untaint(to_plain(value))  # the playbook needs the secret itself
     return result
 
 

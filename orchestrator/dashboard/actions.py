@@ -33,7 +33,7 @@ def submit(ctx, who, template_name: str, name: str, inputs: dict, sites: list[st
     path = service.catalogue_template(template_name)
     if path is None:
         raise LookupError(template_name)
-    report = service.validate_inputs(path, inputs)
+    report = service.validate_inputs(path, inputs, ctx.settings.import_hosts)
     public, secret = service.split_secret_inputs(report, inputs) if report.topology \
         else (inputs, {})
     if not report.valid:

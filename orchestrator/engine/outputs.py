@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.topology.model import Topology
 from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain, walk
+from orchestrator.tosca.secret import is_secret, taint, tainted, untaint
 
 
 def _instances(rows, node: str) -> list:
@@ -67,20 +68,63 @@ def make_lookup(rows, topology: Topology):
             target = _through_requirement(topology, node, path)
             if target is not None:  # [SELF, requirement, attribute...]: the target's
                 node, path = target, path[1:]
-            return attribute_of(rows, topology, node, path)
+            value = attribute_of(rows, topology, node, path)
+            return taint(value) if _secret_path(path) else value
         if ref.function == "get_operation_output":
             _, interface, operation, output = ref.args
             for row in _instances(rows, ref.node):
                 outputs = (row.attributes or {}).get("operation_outputs", {})
                 value = outputs.get(f"{interface}.{operation}", {}).get(output)
                 if value is not None:
-                    return value
+                    return taint(value) if is_secret(output) else value
             return None
         return None
 
     return lookup
 
 
+def _secret_path(path: list) -> bool:
+    """An attribute (or a key into one) named like a secret: ``admin_password``."""
+    return any(isinstance(step, str) and is_secret(step) for step in path)
+
+
 def resolve_outputs(topology: Topology, rows) -> dict:
+    """The outputs' values; those computed from a secret (an input, a property, an attribute
+    or an operation output) hold :class:`~orchestrator.tosca.secret.Secret` strings."""
     lookup = make_lookup(rows, topology)
     return {o.name: to_plain(resolve_deferred(o.value, lookup)) for o in topology.outputs}
+
+
+def secret_output_names(outputs: dict) -> list[str]:
+    """The outputs whose value is secret: computed from a secret, or named like one."""
+    return [name for name, value in outputs.items()
+            if tainted(value) or (is_secret(name) and value not in (None, "", {}, []))]
+
+
+def split_outputs(outputs: dict, mask: str) -> tuple[dict, dict]:
+    """(the outputs to store and show, each secret one replaced by ``mask``; the secret
+    ones, in plain strings, to seal)."""
+    names = set(secret_output_names(outputs))
+    shown = {k: (mask if k in names else v) for k, v in outputs.items()}
+    return shown, {k: untaint(v) for k, v in outputs.items() if k in names}
+
+
+def show_outputs(live: dict, stored: dict, sealed: dict, mask: str,
+                 reveal: bool) -> tuple[dict, list[str]]:
+    """(the outputs to show, the names of those revealed). ``live`` are resolved now (their
+    secret ones from a template re-read without the secret inputs, which are never stored,
+    so only their sealed copy is right), ``stored`` as the last apply kept them (secret ones
+    masked), ``sealed`` the secret ones opened (empty unless revealing)."""
+    names = set(secret_output_names(live)) | set(sealed) | {
+        k for k, v in stored.items() if v == mask}
+    shown, revealed = {}, []
+    for key, value in live.items():
+        if key not in names:
+            shown[key] = untaint(value)
+        elif reveal and (key in sealed or tainted(value)):
+            shown[key] = sealed[key] if key in sealed else untaint(value)
+            revealed.append(key)
+        else:
+            shown[key] = mask
+    return shown, revealed
+

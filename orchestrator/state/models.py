@@ -46,7 +46,8 @@ deployments = Table(
     Column("template_path", Text, nullable=False),
     Column("template_text", Text, nullable=False),
     Column("inputs", JSON, nullable=False),
-    Column("outputs", JSON, nullable=False),
+    Column("outputs", JSON, nullable=False),  # secret outputs masked: their values are in
+    Column("sealed_outputs", Text, nullable=True),  # sealed (never opened by the store)
     Column("plan", JSON(none_as_null=True), nullable=True),
     Column("sites", Text, nullable=True),
     Column("serial", Integer, nullable=False),

@@ -35,7 +35,7 @@ from orchestrator.state.records import utc_now as _now
 from orchestrator.state.tenancy import Tenancy
 
 DEPLOYMENT_FIELDS = frozenset({"status", "status_reason", "outputs", "inputs", "template_text",
-                               "template_path", "plan", "sites"})
+                               "template_path", "plan", "sites", "sealed_outputs"})
 RESOURCE_FIELDS = frozenset({"site", "provider_id", "status", "attributes", "spec"})
 
 

@@ -1,48 +1,41 @@
 """Masking of secrets (passwords, tokens, keys, credentials) in anything shown to users."""
 from __future__ import annotations
 
-import functools
-import re
+from orchestrator.tosca.secret import SECRET_NAME, Secret, is_secret, tainted
 
 MASK = "******"
-SECRET_NAME = re.compile(r"pass(word|wd|phrase)?$|passw|secret|token|private_?key|credential|"
-                         r"api_?key", re.I)
-
-
-def is_secret(name: str, schema: dict | None = None) -> bool:
-    """A name that holds a secret, or a definition whose metadata says ``secret: true``."""
-    metadata = (schema or {}).get("metadata") if isinstance(schema, dict) else None
-    if isinstance(metadata, dict) and str(metadata.get("secret", "")).lower() == "true":
-        return True
-    return _secret_name(str(name))
-
-
-@functools.lru_cache(maxsize=4096)
-def _secret_name(name: str) -> bool:
-    # Masking walks every key of every value shown (a polled status, a list of resources):
-    # the same few hundred names again and again.
-    return bool(SECRET_NAME.search(name))
 
 
 def mask(value, secret_values: frozenset = frozenset()):
-    """Copy of plain data with values under secret-looking keys (and known secret values)
-    replaced by a mask."""
+    """Copy of plain data with values under secret-looking keys, values computed from a
+    secret (:class:`Secret`) and known secret values (also inside a longer text) replaced
+    by a mask."""
+    if isinstance(value, Secret):
+        return MASK
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if is_secret(key) and item not in (None, "", {}, []) and not isinstance(
                     item, (dict, list, bool)):  # a flag such as secret: true is no secret
                 out[key] = MASK
-            elif is_secret(key) and isinstance(item, dict) and _is_function(item):
+            elif is_secret(key) and isinstance(item, dict) and _is_function(item) and \
+                    not tainted(item):
                 out[key] = item  # a reference such as {get_input: password} is not a secret
             else:
                 out[key] = mask(item, secret_values)
         return out
     if isinstance(value, list):
         return [mask(v, secret_values) for v in value]
-    if isinstance(value, str) and value in secret_values:
+    if isinstance(value, str) and secret_values and _contains(value, secret_values):
         return MASK
     return value
+
+
+def _contains(text: str, secret_values: frozenset) -> bool:
+    """The text is, or has in it, a known secret (short ones only when they are all of it:
+    a one-letter secret is in most texts)."""
+    return text in secret_values or any(
+        len(s) >= 4 and s in text for s in secret_values if isinstance(s, str))
 
 
 def _is_function(item: dict) -> bool:
@@ -66,3 +59,6 @@ def mask_topology(data: dict) -> dict:
     result = mask({k: v for k, v in data.items() if k != "inputs"}, secrets)
     result["inputs"] = inputs
     return result
+
+
+__all__ = ["MASK", "SECRET_NAME", "Secret", "is_secret", "mask", "mask_topology", "tainted"]

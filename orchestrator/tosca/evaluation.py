@@ -5,6 +5,7 @@ from __future__ import annotations
 from orchestrator.diagnostics import Location, did_you_mean
 from orchestrator.tosca.entities import _EMPTY, _PLAIN, HOSTED_ON, NodeTemplate, Requirement
 from orchestrator.tosca.functions import MISSING, Scope, walk
+from orchestrator.tosca.secret import is_secret, taint
 from orchestrator.tosca.values import Checker
 from orchestrator.tosca.yamlsource import where
 
@@ -97,6 +98,8 @@ class EvaluationMixin:
         if raw.__class__ not in _PLAIN:
             raw = self.evaluator.evaluate(raw, self._scope(node.name), at)
         value = self._checker(node.name).check(raw, schema, name, at)
+        if is_secret(name, schema):  # a secret property: whatever is computed from it is too
+            value = taint(value)
         self._in_progress.discard(key)
         props[key] = value
         return value
@@ -127,6 +130,8 @@ class EvaluationMixin:
                                    "which is not declared", loc, node=node,
                                    hint=did_you_mean(name, self.inputs))
             return None
+        if is_secret(name, definition.schema):  # the taint every use of it carries on
+            return taint(definition.value)
         return definition.value
 
     def node_exists(self, name: str) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from orchestrator.diagnostics import Diagnostics, Location, Severity, did_you_mean
+from orchestrator.tosca.secret import keep_taint
 from orchestrator.tosca.yamlsource import Mapping, Sequence, where
 
 STATIC = {"get_input", "get_property", "concat", "join", "token", "get_nodes_of_type"}
@@ -290,7 +291,7 @@ class Evaluator:
             return Deferred("concat", tuple(parts), scope.self_node)
         if any(isinstance(p, (dict, list)) for p in parts):
             return self._bad("concat takes scalar values", loc, scope)
-        return "".join("" if p is None else _text(p) for p in parts)
+        return keep_taint("".join("" if p is None else _text(p) for p in parts), parts)
 
     def _fn_join(self, args, scope: Scope, loc: Location):
         if not isinstance(args, list) or not args or not isinstance(args[0], list) or len(
@@ -302,7 +303,7 @@ class Evaluator:
             return Deferred("join", (tuple(values), delimiter), scope.self_node)
         if any(isinstance(p, (dict, list)) for p in values):
             return self._bad("join takes scalar values", loc, scope)
-        return delimiter.join(_text(p) for p in values)
+        return keep_taint(delimiter.join(_text(p) for p in values), values)
 
     def _fn_token(self, args, scope: Scope, loc: Location):
         if not isinstance(args, list) or len(args) != 3 or not isinstance(args[1], str) or \
@@ -313,7 +314,8 @@ class Evaluator:
             return Deferred("token", (text, args[1], args[2]), scope.self_node)
         if not isinstance(text, (str, int, float)):
             return self._bad("token: the first argument must be a string", loc, scope)
-        return token(_text(text), args[1], args[2], lambda m: self._bad(m, loc, scope))
+        return keep_taint(token(_text(text), args[1], args[2],
+                                lambda m: self._bad(m, loc, scope)), text)
 
     def _fn_get_nodes_of_type(self, args, scope: Scope, loc: Location):
         if not isinstance(args, str):
@@ -403,14 +405,16 @@ def resolve_deferred(value, lookup: Callable[[Deferred], Any]):
     if isinstance(value, Deferred):
         if value.function == "concat":
             parts = [resolve_deferred(p, lookup) for p in value.args]
-            return "".join("" if p is None else _text(p) for p in parts)
+            return keep_taint("".join("" if p is None else _text(p) for p in parts), parts)
         if value.function == "join":
             values, delimiter = value.args
-            return delimiter.join(_text(resolve_deferred(p, lookup)) for p in values)
+            parts = [resolve_deferred(p, lookup) for p in values]
+            return keep_taint(delimiter.join(_text(p) for p in parts), parts)
         if value.function == "token":
             text, separators, index = value.args
             resolved = resolve_deferred(text, lookup)
-            return None if resolved is None else token(_text(resolved), separators, index)
+            return None if resolved is None else keep_taint(
+                token(_text(resolved), separators, index), resolved)
         return lookup(value)
     if isinstance(value, dict):
         return {k: resolve_deferred(v, lookup) for k, v in value.items()}

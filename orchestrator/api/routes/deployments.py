@@ -18,7 +18,7 @@ from orchestrator.api.deps import (
     visible_deployment,
     visible_summary,
 )
-from orchestrator.api.problems import Problem
+from orchestrator.api.problems import Problem, forbidden
 from orchestrator.api.routes import views
 from orchestrator.errors import TemplateError
 
@@ -72,7 +72,7 @@ def _validated(ctx: ServiceContext, source: dict, inputs: dict, workdir):
     """Validate the template with its inputs (in this worker thread, not the event loop);
     TemplateError with the diagnostics when invalid."""
     path = views.template_file(source, workdir)
-    report = service.validate_inputs(path, inputs)
+    report = service.validate_inputs(path, inputs, ctx.settings.import_hosts)
     if not report.valid:
         raise TemplateError("the template is invalid", report.diagnostics)
     service.require_inputs(report)  # every required input has a value
@@ -204,13 +204,20 @@ def plan(deployment_id: str, ctx: ServiceContext = Depends(context),
     return service.masked(record.plan)
 
 
-@router.get("/{deployment_id}/outputs")
-def outputs(deployment_id: str, ctx: ServiceContext = Depends(context),
-            who=Depends(principal)) -> dict:
+@router.get("/{deployment_id}/outputs", responses={403: {"description": "reveal=true by "
+                                                   "someone other than the owner"}})
+def outputs(deployment_id: str, reveal: bool = Query(
+                False, description="show the outputs computed from secrets (the owner only; "
+                "recorded as an event without the values)"),
+            ctx: ServiceContext = Depends(context), who=Depends(principal)) -> dict:
     record = visible_deployment(ctx, who, deployment_id)
+    if reveal and who.owner != record.owner:
+        raise forbidden("only the owner of a deployment may reveal its secret outputs")
     orch = service.orchestrator_for_work(ctx.store, ctx.settings.sites, record.owner)
+    orch.sealer = ctx.sealer
     try:
-        return service.masked(orch.outputs(record.id))
+        shown = orch.outputs(record.id, reveal=reveal)
+        return shown if reveal else service.masked(shown)
     finally:
         service.release_orchestrator(orch)
 
