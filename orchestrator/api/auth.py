@@ -7,6 +7,12 @@ checked, and ``aud`` when an audience is configured. Groups come from the ``grou
 (INDIGO-IAM) or ``wlcg.groups`` (WLCG profile, ``/cms/production`` style, leading slash
 dropped). Administrators are members of the admin groups or listed subjects.
 
+Groups and administrator rights are bound to an issuer: issuer B's ``physics`` is not issuer
+A's ``physics``. A deployment's group is one of its owner's issuer unless it is qualified as
+``ISSUER#group``; admin groups and subjects are configured qualified the same way, or
+unqualified when one issuer alone is trusted (``admin_claims``). A group name alone never
+crosses issuers.
+
 API tokens (``orch_...``) are created by an authenticated user for CI; only their SHA-256 is
 stored, and they carry the owner, groups and admin flag of the user who made them.
 
@@ -48,8 +54,18 @@ class Principal:
     via: str = "oidc"  # "oidc" or "api-token"
     name: str | None = None
 
+    def in_group(self, group: str, owner: str | None = None) -> bool:
+        """Whether the caller is a member of ``group`` as a deployment of ``owner`` (default:
+        the caller) names it: ``ISSUER#name`` is ``name`` of ISSUER, a plain name is one of
+        the owner's issuer. Membership counts only for the caller's own issuer."""
+        issuer, name = split_qualified(group)
+        if issuer is None:
+            issuer = issuer_of_owner(owner or self.owner)
+        return issuer == issuer_of_owner(self.owner) and name in self.groups
+
     def can_see(self, owner: str, group: str | None) -> bool:
-        return self.admin or owner == self.owner or (group is not None and group in self.groups)
+        return self.admin or owner == self.owner or (
+            group is not None and self.in_group(group, owner))
 
     def to_dict(self) -> dict:
         return {"subject": self.subject, "issuer": self.issuer, "owner": self.owner,
@@ -57,9 +73,49 @@ class Principal:
                 "name": self.name}
 
 
+def issuer_key(issuer: str) -> str:
+    """How owners name an issuer: its host and path (``iam.example.org/realm``)."""
+    parsed = urlparse(issuer.strip())
+    return f"{parsed.netloc}{parsed.path.rstrip('/')}"
+
+
 def owner_of(issuer: str, subject: str) -> str:
-    parsed = urlparse(issuer)
-    return f"{subject}@{parsed.netloc}{parsed.path.rstrip('/')}"
+    return f"{subject}@{issuer_key(issuer)}"
+
+
+def issuer_of_owner(owner: str) -> str:
+    """The issuer key of an owner made by ``owner_of`` (a subject may hold '@' itself)."""
+    return owner.rpartition("@")[2]
+
+
+def split_qualified(name: str) -> tuple[str | None, str]:
+    """``("iam.example.org", "admins")`` for ``https://iam.example.org/#admins``; ``(None,
+    name)`` for a name no issuer URL qualifies (an issuer URL holds no '#')."""
+    head, sep, tail = name.partition("#")
+    if sep and "://" in head and tail:
+        return issuer_key(head), tail.lstrip("/") or tail
+    return None, name
+
+
+def admin_claims(issuers, names) -> frozenset[tuple[str, str]]:
+    """``{(issuer key, name)}`` of configured admin groups or subjects. A name given as
+    ``ISSUER#name`` is bound to ISSUER (a trusted one); a plain name to the one trusted issuer,
+    and refused (ValueError) when several are trusted: it would cross issuers."""
+    keys = {issuer_key(i): i for i in issuers}
+    bound = set()
+    for name in names:
+        issuer, plain = split_qualified(name)
+        if issuer is None:
+            if len(keys) > 1:
+                raise ValueError(
+                    f"the administrator {name!r} names no issuer and {len(keys)} issuers are "
+                    f"trusted: write it as ISSUER#{name} (ISSUER one of {', '.join(issuers)})")
+            issuer = next(iter(keys), "")
+        elif issuer not in keys:
+            raise ValueError(f"the administrator {name!r} names an issuer that is not trusted "
+                             f"(trusted: {', '.join(issuers) or 'none'})")
+        bound.add((issuer, plain))
+    return frozenset(bound)
 
 
 def new_api_token() -> str:
@@ -81,8 +137,8 @@ class OIDCVerifier:
         self.issuers = tuple(i.rstrip("/") for i in issuers)
         self.audience = audience
         self.groups_claims = tuple(groups_claims)
-        self.admin_groups = frozenset(admin_groups)
-        self.admin_subjects = frozenset(admin_subjects)
+        self.admin_groups = admin_claims(self.issuers, admin_groups)
+        self.admin_subjects = admin_claims(self.issuers, admin_subjects)
         self.timeout_s = timeout_s
         self.leeway_s = leeway_s
         self._discovery: dict[str, tuple[float, dict]] = {}
@@ -162,7 +218,9 @@ class OIDCVerifier:
         issuer = str(claims["iss"]).rstrip("/")
         groups = self.groups(claims)
         subject = str(claims["sub"])
-        admin = subject in self.admin_subjects or bool(groups & self.admin_groups)
+        key = issuer_key(issuer)
+        admin = (key, subject) in self.admin_subjects or any(
+            (key, group) in self.admin_groups for group in groups)
         return Principal(subject=subject, issuer=issuer, owner=owner_of(issuer, subject),
                          groups=groups, admin=admin, via="oidc",
                          name=claims.get("preferred_username") or claims.get("name"))

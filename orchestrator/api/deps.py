@@ -73,5 +73,7 @@ def visible_summary(ctx: ServiceContext, who: Principal, deployment_id: str):
 
 
 def require_group(who: Principal, group: str | None) -> None:
-    if group is not None and not who.admin and group not in who.groups:
+    """A deployment ``who`` makes may name a group of theirs (of their own issuer, or
+    qualified ``ISSUER#group`` by it); administrators may name any."""
+    if group is not None and not who.admin and not who.in_group(group):
         raise forbidden(f"you are not a member of group {group!r}")

@@ -13,8 +13,9 @@ from orchestrator.cli.main import cli
               help="A trusted OpenID Connect issuer (repeatable; env ORCHESTRATOR_OIDC_ISSUERS).")
 @click.option("--audience", metavar="AUD", help="The audience tokens must carry "
               "(env ORCHESTRATOR_OIDC_AUDIENCE).")
-@click.option("--admin-group", "admin_groups", multiple=True, metavar="GROUP",
-              help="Members of GROUP are administrators (env ORCHESTRATOR_ADMIN_GROUPS).")
+@click.option("--admin-group", "admin_groups", multiple=True, metavar="[ISSUER#]GROUP",
+              help="Members of GROUP of ISSUER are administrators (env "
+              "ORCHESTRATOR_ADMIN_GROUPS); a plain GROUP only when one issuer is trusted.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Worker threads running deployments (env ORCHESTRATOR_WORKERS, default 4; "
               "0 accepts work for other replicas).")
@@ -47,6 +48,12 @@ def serve(ctx, host, port, issuers, audience, admin_groups, workers, api_workers
     if not settings.issuers:
         raise click.UsageError("no OpenID Connect issuer: pass --issuer URL or set "
                                "ORCHESTRATOR_OIDC_ISSUERS")
+    from orchestrator.api.auth import admin_claims
+
+    try:
+        admin_claims(settings.issuers, settings.admin_groups | settings.admin_subjects)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     _server_logging(log_level)
     options = dict(host=host, port=port, log_level=log_level, access_log=log_level == "debug")
     if api_workers > 1:

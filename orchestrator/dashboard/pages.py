@@ -140,7 +140,7 @@ def _submit(request, session, name: str, form: dict):
         "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit"
     site_error = "choose at least one site, or let the orchestrator choose" \
         if site_mode == "manual" and not chosen else None
-    if group is not None and group not in who.groups and not who.admin:
+    if group is not None and not who.in_group(group) and not who.admin:
         group, values["group"] = None, ""
     if name_error or site_error or any(f.errors for f in fields):
         return _form_page(request, session, entry, fields, 422, name_error=name_error,

@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
+from orchestrator.engine.failover import CannotMove
 from orchestrator.engine.steps import StepContext, StepFailed, StepOutcome, run_step
 from orchestrator.errors import OrchestratorError, ProviderError
 from orchestrator.plan.model import NOOP, Plan, Step
@@ -56,6 +57,8 @@ class Executor:
         self.ctx = ctx
         self.plan = plan
         self.options = options or ExecutorOptions()
+        if ctx is not None:  # a volume made again beside its failed-over server
+            ctx.wait_timeout_s = self.options.step_timeout_s
         self.result = RunResult(ok=True)
         self._lock = threading.Lock()
         self._site_busy: dict[str | None, int] = {}
@@ -205,7 +208,10 @@ class Executor:
         self.result.timings[sid] = (start, time.monotonic())
 
     def _fail_or_failover(self, step: Step, message: str):
-        replacement = self.ctx.failover(step, message)
+        try:
+            replacement = self.ctx.failover(step, message)
+        except CannotMove as exc:  # what is attached to the server cannot follow it
+            replacement, message = None, str(exc)
         if replacement is not None:
             return self._settle(step, replacement)
         self.ctx.event(step, "step-failed", f"{step.id} failed: {message}", level="error")

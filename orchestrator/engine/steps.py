@@ -9,11 +9,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from orchestrator.engine.outputs import make_lookup, resolve_outputs
+from orchestrator.engine import failover as _failover
+from orchestrator.engine.outputs import make_lookup, resolve_outputs, split_outputs
 from orchestrator.errors import OrchestratorError, ProviderError
 from orchestrator.plan.model import CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan, Step
 from orchestrator.providers.base import ACTIVE, Provider, Resource, ResourceSpec
 from orchestrator.topology.model import Topology
+from orchestrator.topology.secrets import MASK
 
 
 class StepFailed(OrchestratorError):
@@ -66,8 +68,13 @@ class StepContext:
     on_event: Callable[[dict], None] | None = None
     created: list = field(default_factory=list)  # (node, index, kind) made by this run
     tried: dict = field(default_factory=dict)  # step id -> sites tried
+    moved: dict = field(default_factory=dict)  # (server, index) -> the site it failed over to
+    wait_timeout_s: float = 1800.0  # a volume made again beside its failed-over server
     ssh_public_key: str | None = None  # the deployment's key, injected into servers
     workdir: str | None = None  # the deployment's data folder (keys, logs, Ansible runs)
+    #: seals the outputs computed from secrets (a dict -> its sealed text); without one
+    #: they are kept masked only
+    seal: Callable[[dict], str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rows: dict | None = None
     _together: dict | None = None
@@ -107,6 +114,9 @@ class StepContext:
     def current(self, step: Step):
         """This step's resource row (the run keeps a write-through cache of the rows)."""
         return self._cache().get((step.node, step.index, step.kind))
+
+    def current_key(self, key: tuple[str, int, str]):
+        return self._cache().get(key)
 
     def rows(self) -> list:
         return list(self._cache().values())
@@ -160,47 +170,19 @@ class StepContext:
         return StepOutcome(pending_id=resource.provider_id, site=site)
 
     def failover(self, step: Step, message: str) -> StepOutcome | None:
-        """Move a failed compute instance to the next ranked site, if there is one."""
-        self.event(step, "attempt-failed", f"{step.instance} on site {step.site}: {message}",
-                   level="warning")
-        if step.kind != "compute" or step.action not in (CREATE, REPLACE):
-            return None
-        placement = self.plan.placement.get("nodes", {}).get(step.node) or {}
-        tried = self.tried.setdefault(step.id, [step.site])
-        for choice in placement.get("failover", []):
-            if choice["site"] in tried:
-                continue
-            tried.append(choice["site"])
-            self._discard(step)
-            details = {**step.details, "site": choice["site"], "flavor": choice["flavor"],
-                       "image": choice["image"]}
-            self.event(step, "failover", f"{step.instance}: failing over from site "
-                       f"{tried[-2]} to {choice['site']} ({message})", level="warning")
-            try:
-                return self.create(step, choice["site"], details)
-            except ProviderError as exc:
-                self.event(step, "attempt-failed", f"{step.instance} on site "
-                           f"{choice['site']}: {exc}", level="warning")
-        return None
+        """Move a failed compute instance, with what is attached to it, to the next ranked
+        site, if there is one (engine/failover.py)."""
+        return _failover.fail_over(self, step, message)
 
     def _discard(self, step: Step) -> None:
-        row = self.current(step)
-        if row is not None and row.provider_id:
-            try:
-                self.providers(row.site).delete(row.provider_id)
-            except ProviderError as exc:
-                self.event(step, "cleanup-failed", f"could not delete {row.provider_id}: {exc}",
-                           level="error")
-                return
-        if row is not None:
-            self.forget(step.node, step.index, step.kind)
+        _failover.discard(self, step)
 
     # -- rollback ------------------------------------------------------------------------------
     def rollback(self) -> list[str]:
         """Delete, newest first, what this run created."""
         undone = []
         rows = dict(self._cache())
-        for key in reversed(self.created):
+        for key in dict.fromkeys(reversed(self.created)):  # made again: undone once
             row = rows.get(key)
             if row is None:
                 continue
@@ -233,6 +215,7 @@ def _attach(ctx: StepContext, step: Step) -> StepOutcome:
     if server is None or volume is None or not server.provider_id or not volume.provider_id:
         raise StepFailed(f"cannot attach {step.details['volume']} to "
                          f"{step.details['server']}[{step.index}]: not created")
+    volume = _failover.colocate(ctx, server, volume, ctx.wait_timeout_s)
     with ctx._lock:
         ctx.created.append((step.node, step.index, step.kind))
     ctx.record(step, site=server.site, status="creating", spec=step.details)
@@ -248,8 +231,9 @@ def _attach(ctx: StepContext, step: Step) -> StepOutcome:
 
 def run_step(ctx: StepContext, step: Step) -> StepOutcome:
     if step.kind == "outputs":
-        outputs = resolve_outputs(ctx.topology, ctx.rows())
-        ctx.store.update_deployment(ctx.deployment_id, outputs=outputs)
+        shown, secret = split_outputs(resolve_outputs(ctx.topology, ctx.rows()), MASK)
+        sealed = ctx.seal(secret) if secret and ctx.seal is not None else None
+        ctx.store.update_deployment(ctx.deployment_id, outputs=shown, sealed_outputs=sealed)
         return StepOutcome()
     if step.action == NOOP:
         return StepOutcome()
@@ -260,7 +244,9 @@ def run_step(ctx: StepContext, step: Step) -> StepOutcome:
             _delete(ctx, step)
         return _attach(ctx, step)
     if step.action == CREATE:
-        return ctx.create(step, step.site, step.details)
+        site = _failover.site_for(ctx, step)
+        return ctx.create(step, site, step.details if site == step.site
+                          else {**step.details, "site": site})
     if step.action == REPLACE:
         ctx.event(step, "replacing", f"replacing {step.instance}: {step.reason}")
         ctx._discard(step)

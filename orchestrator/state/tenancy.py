@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.state.models import api_tokens, credentials, deployment_keys
+from orchestrator.state.models import api_tokens, credentials, deployment_keys, deployments
 from orchestrator.state.records import ApiTokenRecord
 from orchestrator.state.records import as_utc as _utc
 from orchestrator.state.records import utc_now as _now
@@ -103,6 +103,12 @@ class Tenancy:
         with self._reading() as connection:
             return connection.execute(select(deployment_keys.c.sealed).where(
                 deployment_keys.c.deployment_id == deployment_id)).scalar_one_or_none()
+
+    def sealed_outputs(self, deployment_id: str) -> str | None:
+        """The deployment's secret outputs, sealed (``orchestrator.sealing``), or None."""
+        with self._reading() as connection:
+            return connection.execute(select(deployments.c.sealed_outputs).where(
+                deployments.c.id == deployment_id)).scalar_one_or_none()
 
     def put_deployment_key(self, deployment_id: str, sealed: str) -> str:
         """Store the deployment's sealed key unless one is stored already (two replicas

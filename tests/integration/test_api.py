@@ -112,6 +112,41 @@ def test_invalid_template_is_a_422_problem_with_diagnostics(alice):
     assert all(r["name"] != "broken" for r in alice.get("/v1/deployments").json())
 
 
+@pytest.mark.parametrize("properties", ["{default_instances: -1}", "{default_instances: 1000000}",
+                                        "{default_instances: " + "7" * 300 + "}"])
+def test_an_instance_count_no_plan_can_use_is_a_422_not_a_silent_failure(alice, properties):
+    """Once these were accepted and the work ended 'done' with the deployment left 'new'
+    (an IndexError taken for "deleted meanwhile") or an OverflowError."""
+    response = alice.post("/v1/deployments", json={
+        "name": "negative", "template": support.template_text(
+            "topology_template:\n  node_templates:\n    vm:\n      type: tosca.nodes.Compute\n"
+            f"      capabilities:\n        scalable: {{properties: {properties}}}\n")})
+    assert response.status_code == 422, response.text
+    diagnostics = response.json()["diagnostics"]
+    assert [(d["code"], d["line"]) for d in diagnostics] == [("out-of-range", 8)]
+    assert "internal error" not in response.text
+    assert all(r["name"] != "negative" for r in alice.get("/v1/deployments").json())
+
+
+def test_imports_cannot_read_the_servers_files(alice, tmp_path):
+    """A template posted as text imports a file outside its folder (absolute, ../, file://,
+    and a path that does not exist): one 422 message for all, and nothing of the file."""
+    secret = tmp_path / "server-secret" / "shadow"
+    secret.parent.mkdir()
+    lines = ["root:$6$import-canary-51c0:19000:0:99999:7:::", "password: import-canary-2"]
+    secret.write_text("\n".join(lines) + "\n")
+    refs = [str(secret), "../" * 30 + str(secret).lstrip("/"), f"file://{secret}",
+            str(secret.parent / "absent")]
+    text = "tosca_definitions_version: tosca_simple_yaml_1_3\nimports:\n" + "".join(
+        f"  - '{ref}'\n" for ref in refs) + "topology_template:\n  node_templates: {}\n"
+    response = alice.post("/v1/deployments", json={"name": "peek", "template": text})
+    assert response.status_code == 422, response.text
+    assert "import-canary" not in response.text and "root:" not in response.text
+    diagnostics = response.json()["diagnostics"]
+    assert [d["code"] for d in diagnostics] == ["import-not-found"] * len(refs)
+    assert len({d["message"].replace(ref, "REF") for d, ref in zip(diagnostics, refs)}) == 1
+
+
 def test_a_required_input_left_out_is_a_422_naming_it(alice):
     text = support.template_text(
         "topology_template:\n  inputs:\n    db_password:\n      type: string\n"

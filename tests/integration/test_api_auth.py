@@ -1,6 +1,8 @@
 """The auth matrix against a real `orchestrator serve` and real OIDC issuers on loopback:
 no token, expired, wrong issuer, wrong audience, forged key, another user's deployment,
-group sharing (INDIGO-IAM `groups` and WLCG `wlcg.groups`), admin. No bypass flag exists."""
+group sharing (INDIGO-IAM `groups` and WLCG `wlcg.groups`), admin. No bypass flag exists.
+Groups and admin rights are bound to their issuer: the second issuer's `physics` and `admins`
+are not the first one's."""
 from __future__ import annotations
 
 import httpx
@@ -26,7 +28,9 @@ def server(tmp_path_factory, issuers):
     tmp = tmp_path_factory.mktemp("auth")
     running = support.start_server(tmp, db=f"sqlite:///{tmp / 'state.db'}",
                                    sites=support.simulated_sites(tmp),
-                                   issuer=[trusted.url, wlcg.url])
+                                   issuer=[trusted.url, wlcg.url],
+                                   extra_env={"ORCHESTRATOR_ADMIN_GROUPS":
+                                              f"{trusted.url}#admins"})
     yield running
     running.stop()
 
@@ -128,11 +132,56 @@ def test_group_members_share(server, issuers, shared):
     assert _get(server, carol, f"/v1/deployments/{shared['private']}").status_code == 404
 
 
-def test_wlcg_groups_claim_with_leading_slash(server, issuers, shared):
+def _create(server, token, name, group):
+    with support.client(server, token) as caller:
+        return caller.post("/v1/deployments", json={
+            "name": name, "template": support.template_text(), "group": group})
+
+
+def test_a_group_of_another_issuer_does_not_share(server, issuers, shared):
     dave = issuers[1].token("dave", groups=["/physics"])
-    assert {d["name"] for d in _get(server, dave).json()} == {"shared"}
+    assert _get(server, dave).json() == []
+    for deployment_id in shared.values():
+        assert _get(server, dave, f"/v1/deployments/{deployment_id}").status_code == 404
     me = _get(server, dave, "/v1/me").json()
     assert me["groups"] == ["physics"]
+
+
+def test_an_admin_group_of_another_issuer_is_not_admin(server, issuers, shared):
+    root = issuers[1].token("root", groups=["admins"])
+    assert _get(server, root, "/v1/me").json()["admin"] is False
+    assert _get(server, root).json() == []
+    assert _get(server, root, f"/v1/deployments/{shared['private']}").status_code == 404
+    deleted = httpx.delete(f"{server.url}/v1/deployments/{shared['private']}",
+                           headers={"Authorization": f"Bearer {root}"})
+    assert deleted.status_code == 404
+
+
+def test_wlcg_groups_claim_shares_within_its_issuer(server, issuers, shared):
+    trusted, wlcg, _ = issuers
+    dave = wlcg.token("dave", groups=["/physics"])
+    made = {}
+    for name, group in (("wlcg-plain", "physics"), ("wlcg-qualified", f"{wlcg.url}#physics")):
+        response = _create(server, dave, name, group)
+        assert response.status_code == 202, response.text
+        made[name] = response.json()["id"]
+    erin = wlcg.token("erin", groups=["/physics"])  # the same issuer's group: shares
+    assert {d["name"] for d in _get(server, erin).json()} == set(made)
+    carol = trusted.token("carol", groups=["physics"])  # the other issuer's: does not
+    assert "wlcg-plain" not in {d["name"] for d in _get(server, carol).json()}
+    for deployment_id in made.values():
+        assert _get(server, erin, f"/v1/deployments/{deployment_id}").status_code == 200
+        assert _get(server, carol, f"/v1/deployments/{deployment_id}").status_code == 404
+    with support.client(server, dave) as owner:
+        for deployment_id in made.values():
+            assert support.wait_for(owner, deployment_id)["status"] == "deployed"
+
+
+def test_a_group_of_another_issuer_cannot_be_named(server, issuers):
+    trusted, wlcg, _ = issuers
+    alice = trusted.token("alice", groups=["physics"])
+    response = _create(server, alice, "crossing", f"{wlcg.url}#physics")
+    assert response.status_code == 403, response.text
 
 
 def test_admin_sees_everything(server, issuers, shared):

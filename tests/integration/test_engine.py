@@ -336,3 +336,60 @@ def test_a_plan_without_changes_settles_an_interrupted_deployment(tmp_path):
     assert not fresh.has_changes
     orch.settle(fresh)
     assert orch.store.get_deployment("demo").status == "deployed"
+
+
+ATTACHED_WITH_PORT = ATTACHED.replace("COUNT", "1") + """
+    port:
+      type: tosca.nodes.network.Port
+      requirements:
+        - binding: vm
+"""
+
+
+@pytest.mark.parametrize("fault", [
+    {"boot_error": {"node": "vm", "message": "No valid host was found"}},
+    {"faults": [{"operation": "create", "kind": "permanent", "node": "vm",
+                 "message": "flavor disabled"}]},
+], ids=["at-boot", "at-create"])
+def test_failover_moves_a_server_with_its_volume_and_port(tmp_path, fault):
+    sites = es.write_sites(tmp_path, es.site("dm1", priority=10, **fault),
+                           es.site("dm2", priority=1))
+    events = []
+    orch = es.orchestrator(tmp_path, sites, events)
+    applied = _deploy(orch, es.write_template(tmp_path, ATTACHED_WITH_PORT))
+    assert applied.run.ok, applied.run.failed
+    rows = {(r.node, r.kind): r for r in orch.store.resources(applied.deployment.id)}
+    assert {key: row.site for key, row in rows.items()} == {
+        ("vm", "compute"): "dm2", ("data", "volume"): "dm2", ("data", "attachment"): "dm2",
+        ("port", "port"): "dm2"}
+    assert es.alive(orch, "dm1") == []  # nothing left behind on the failed site
+    cloud = {r["id"]: r for r in es.alive(orch, "dm2")}
+    server, volume = rows[("vm", "compute")].provider_id, rows[("data", "volume")].provider_id
+    assert cloud[volume]["attributes"]["attached_to"] == server
+    assert cloud[server]["attributes"]["volumes"] == {volume: "/dev/vdb"}
+    assert any("failing over from site dm1 to dm2" in e["message"] for e in events)
+    assert orch.delete("demo").ok
+    assert es.alive(orch, "dm2") == []
+
+
+def test_failover_is_refused_when_the_volume_holds_data_on_the_failed_site(tmp_path):
+    sites = es.write_sites(tmp_path, es.site("dm1", priority=10), es.site("dm2", priority=1))
+    orch = es.orchestrator(tmp_path, sites)
+    template = es.write_template(tmp_path, ATTACHED.replace("COUNT", "1"))
+    applied = _deploy(orch, template)
+    assert applied.run.ok
+    rows = {r.kind: r for r in orch.store.resources(applied.deployment.id)}
+    orch.provider("dm1").delete(rows["compute"].provider_id)  # behind our back
+    failing = es.write_sites(tmp_path, es.site("dm1", priority=10, faults=[
+        {"operation": "create", "kind": "permanent", "node": "vm", "on_call": 2,
+         "message": "no capacity"}]),  # its first create made the deployment
+        es.site("dm2", priority=1))
+    events = []
+    orch = es.orchestrator(tmp_path, failing, events)
+    repaired = _deploy(orch, template)
+    assert not repaired.run.ok
+    reason = repaired.deployment.status_reason
+    assert "no capacity" in reason and "volume data[0]" in reason, reason
+    assert es.alive(orch, "dm2") == []  # the server did not leave its volume behind
+    volumes = [r for r in es.alive(orch, "dm1") if r["kind"] == "volume"]
+    assert [v["id"] for v in volumes] == [rows["volume"].provider_id]  # the data is kept

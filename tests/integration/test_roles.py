@@ -2,11 +2,10 @@
 configuration they render from TOSCA inputs, checked in check mode (--check --diff)
 against a Debian 12 container.
 
-What cannot run on these machines is exercised in check mode only: the NVIDIA driver
-(no GPU), the CVMFS client (its packages come only from CERN's repository), InfiniBand
-(no HCA), HTCondor (no daemons in Debian 12; HTCondor's repository is out of reach) and
-Kubernetes (no kubeadm distribution reachable). Slurm, Spark and JupyterHub run for real
-in test_cluster_slurm.py, test_cluster_spark.py and test_cluster_jupyterhub.py."""
+What needs hardware or networks a machine may lack (the NVIDIA driver, CVMFS, InfiniBand,
+HTCondor) is checked here in check mode, and runs for real in test_roles_hardware.py where
+the machine has it. Slurm, Spark and JupyterHub run for real in test_cluster_slurm.py,
+test_cluster_spark.py and test_cluster_jupyterhub.py."""
 from __future__ import annotations
 
 import hashlib
@@ -15,21 +14,16 @@ import os
 import re
 import shutil
 import subprocess
-import time
-import uuid
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.integration.role_nodes import PLAYBOOKS, VENV_BIN, Target, node
 
-PLAYBOOKS = ROOT / "playbooks"
 ROLES = sorted(p.name for p in (PLAYBOOKS / "roles").iterdir() if p.is_dir())
 CLUSTER_ROLES = ("nvidia_gpu", "cvmfs", "infiniband", "container_runtime", "jupyterhub",
                  "kubernetes", "htcondor", "spark", "slurm")
-IMAGE = "localhost/orchestrator-node:bookworm"
-VENV_BIN = Path(os.sys.executable).parent
 
 
 # -- layout, syntax, lint (no container) ---------------------------------------------------
@@ -83,122 +77,10 @@ def test_ansible_lint_is_clean():
 
 # -- check mode against a container ----------------------------------------------------------
 
-class Target:
-    """One Debian 12 container running sshd, reached as root with a fresh key."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.key = folder / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)],
-                       check=True)
-        self.label = f"orchestrator-test=roles-{uuid.uuid4().hex[:12]}"
-        start = ("mkdir -p /run/sshd /root/.ssh && printf '%s\\n' \"$KEY\" > "
-                 "/root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys && "
-                 "ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -D -e")
-        self.id = subprocess.run(
-            ["podman", "--runtime", "runc", "run", "-d", "--label", self.label,
-             "--ulimit", "nofile=10000:10000", "--ulimit", "nproc=10000:10000",
-             "--hostname", "roles-check", "-p", "127.0.0.1::22/tcp",
-             "-e", f"KEY={(folder / 'id_ed25519.pub').read_text().strip()}",
-             "--entrypoint", "/bin/sh", IMAGE, "-c", start],
-            check=True, capture_output=True, text=True).stdout.strip()
-        port = subprocess.run(["podman", "port", self.id, "22/tcp"], check=True,
-                              capture_output=True, text=True).stdout.split(":")[-1]
-        self.port = int(port)
-        deadline = time.monotonic() + 60
-        while not self._ssh_answers():
-            assert time.monotonic() < deadline, "sshd of the check target never answered"
-            time.sleep(0.5)
-        # what the packages' create step would have made: their system users
-        self.exec("for u in slurm munge condor; do id $u >/dev/null 2>&1 || "
-                  "useradd --system $u; done")
-
-    def _ssh_answers(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
-                return conn.recv(4).startswith(b"SSH-")
-        except OSError:
-            return False
-
-    def exec(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["podman", "exec", self.id, "sh", "-c", command],
-                              capture_output=True, text=True, check=check)
-
-    def remove(self) -> None:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", self.id], capture_output=True)
-
-    def check(self, playbook: str | Path, **extravars) -> "Rendered":
-        """Run ``playbook`` in check mode with ``extravars``; what it would write."""
-        import ansible_runner
-
-        private = self.folder / f"run-{uuid.uuid4().hex[:8]}"
-        private.mkdir()
-        run = ansible_runner.run(
-            private_data_dir=str(private),
-            playbook=str(PLAYBOOKS / playbook if isinstance(playbook, str) else playbook),
-            inventory={"all": {"hosts": {"node-0": {
-                "ansible_host": "127.0.0.1", "ansible_port": self.port,
-                "ansible_user": "root", "ansible_ssh_private_key_file": str(self.key),
-                "ansible_python_interpreter": "/usr/bin/python3",
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
-                                           "-o UserKnownHostsFile=/dev/null",
-                "private_address": "10.88.3.7"}}}},
-            extravars=extravars, cmdline="--check --diff", quiet=True,
-            envvars={"ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
-                     "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "True",
-                     "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"})
-        rendered = Rendered()
-        for event in run.events:
-            data = event.get("event_data") or {}
-            res = data.get("res") or {}
-            for item in [res, *(res.get("results") or [])]:
-                diffs = item.get("diff") if isinstance(item, dict) else None
-                for diff in ([diffs] if isinstance(diffs, dict) else diffs or []):
-                    args = (item.get("invocation") or {}).get("module_args") or {}
-                    dest = item.get("dest") or args.get("dest") or args.get("path") or \
-                        (diff.get("before_header") or "").removesuffix(" (content)")
-                    if "after" in diff and dest:
-                        rendered.files[dest] = diff["after"]
-                if isinstance(item, dict) and item.get("msg") and event["event"] == "runner_on_ok":
-                    rendered.messages.append(str(item["msg"]))
-            if event.get("event") == "playbook_on_stats":
-                rendered.stats = {k: v for k, v in (data.get("artifact_data") or {}).items()
-                                  if k != "_run"}
-        stdout = Path(run.config.artifact_dir, "stdout")
-        rendered.stdout = stdout.read_text() if stdout.exists() else ""
-        assert run.status == "successful", rendered.stdout[-4000:]
-        return rendered
-
-
-class Rendered:
-    def __init__(self):
-        self.files: dict[str, str] = {}
-        self.messages: list[str] = []
-        self.stats: dict = {}
-        self.stdout = ""
-
-    def file(self, path: str) -> str:
-        assert path in self.files, f"{path} not rendered; rendered: {sorted(self.files)}"
-        return self.files[path]
-
-
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
-    pytest.importorskip("ansible_runner", reason="needs the `ansible` extra")
-    if shutil.which("podman") is None:
-        if os.environ.get("CI"):
-            raise RuntimeError("podman is required in CI (.ci/containers.sh)")
-        pytest.skip("podman is not installed")
-    from orchestrator.providers.local.image import ensure_image
-
-    ensure_image(IMAGE)  # the local provider's base image, built once when missing
-    node = Target(tmp_path_factory.mktemp("roles"))
-    try:
-        yield node
-    finally:
-        node.remove()
+    with node(tmp_path_factory.mktemp("roles"), hostname="roles-check") as made:
+        yield made
 
 
 def _derived(target: Target, purpose: str, algorithm: str) -> str:
@@ -321,41 +203,3 @@ def test_nvidia_gpu_chooses_packages_per_distribution(target, tmp_path):
         "nvidia-driver-550-server", "nvidia-utils-550-server"]}
     rendered = target.check("nvidia_gpu.yml", tosca_operation="configure", mig_profile="1g.10gb")
     assert any("no NVIDIA PCI device" in m for m in rendered.messages)
-
-
-# -- what needs hardware or networks these machines do not have ------------------------------
-
-def test_nvidia_gpu_on_real_hardware():
-    if not any(Path(p).read_text().strip() == "0x10de"
-               for p in map(str, Path("/sys/bus/pci/devices").glob("*/vendor"))):
-        pytest.skip("no NVIDIA GPU (no PCI device of vendor 0x10de) on this machine: the "
-                    "driver install, MIG partitioning and the nvidia-smi check need one")
-    done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c",
-                           "local", str(PLAYBOOKS / "nvidia_gpu.yml"), "-e",
-                           "tosca_operation=configure"], capture_output=True, text=True,
-                          env={**os.environ, "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles")})
-    assert done.returncode == 0, done.stdout[-3000:]
-
-
-def test_cvmfs_mounts_for_real():
-    if not os.environ.get("ORCHESTRATOR_TEST_CVMFS"):
-        pytest.skip("the CVMFS client comes only from CERN's repository "
-                    "(cvmrepo.s3.cern.ch) and mounts need a CERN Stratum 1 or a squid: "
-                    "neither is reachable here (set ORCHESTRATOR_TEST_CVMFS=1 where they are)")
-
-
-def test_infiniband_fabric_for_real():
-    if not any(Path("/sys/class/infiniband").glob("*")):
-        pytest.skip("no InfiniBand HCA (/sys/class/infiniband is empty): IPoIB and "
-                    "ibv_devinfo need one")
-
-
-def test_htcondor_pool_for_real():
-    pytest.skip("HTCondor's daemons are not in Debian 12 and HTCondor's repository "
-                "(research.cs.wisc.edu) is out of reach: the pool is checked in check mode")
-
-
-def test_kubernetes_cluster_for_real():
-    pytest.skip("no Kubernetes distribution can be installed here (pkgs.k8s.io is out of "
-                "reach; no kubeadm, kubelet or k3s package): the join is checked in "
-                "check mode")
