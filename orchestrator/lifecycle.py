@@ -185,8 +185,11 @@ class Orchestrator(Reading):
             sites_file=self.catalogue.source,
             deployment_id=record.id if record else None,
             remote_imports=report.remote_imports)
-        if import_options is not None and import_options.implementation != "native":
-            plan = dataclasses.replace(plan, implementation=import_options.implementation)
+        if import_options is not None:  # apply reads the template the same way
+            plan = dataclasses.replace(
+                plan, implementation=import_options.implementation,
+                import_maps=tuple(os.path.abspath(m) for m in import_options.import_maps),
+                allow_local_imports=import_options.allow_local_imports)
         self._check_operations_can_run(plan, report.topology)
         return PlanResult(plan, report, record)
 
@@ -285,7 +288,9 @@ class Orchestrator(Reading):
         if report is None:  # remote imports from the cache the plan filled, checked below
             report = validate(plan.template, input_files, [
                 f"{k}={v}" for k, v in _plan_inputs(plan, sets)] + list(sets),
-                options=LoadOptions(allow_remote_imports=bool(plan.remote_imports),
+                options=LoadOptions(plan.import_maps,
+                                    allow_remote_imports=bool(plan.remote_imports),
+                                    allow_local_imports=plan.allow_local_imports,
                                     implementation=plan.implementation))
         require_inputs(report)
         if report.remote_imports != plan.remote_imports:

@@ -56,6 +56,10 @@ class Plan:
     #: the operations of other catalogues' node types: "native" (our playbooks, where
     #: playbooks/native.yaml has them) or "upstream" (the types' own)
     implementation: str = "native"
+    #: how the template's imports were read, for apply to read them alike: the user's
+    #: import maps, and whether local files outside its folder were allowed (CLI only)
+    import_maps: tuple = ()
+    allow_local_imports: bool = False
 
     @property
     def summary(self) -> dict[str, int]:
@@ -100,7 +104,9 @@ class Plan:
             "steps": [s.to_dict() for s in self.steps],
         } | ({"remote_imports": dict(self.remote_imports)} if self.remote_imports else {}) \
             | ({"implementation": self.implementation} if self.implementation != "native"
-               else {})
+               else {}) \
+            | ({"import_maps": list(self.import_maps)} if self.import_maps else {}) \
+            | ({"allow_local_imports": True} if self.allow_local_imports else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -116,7 +122,9 @@ class Plan:
             estimated_duration_s=data.get("estimated_duration_s", 0.0),
             format_version=data.get("format_version", FORMAT_VERSION),
             remote_imports=dict(data.get("remote_imports") or {}),
-            implementation=data.get("implementation") or "native")
+            implementation=data.get("implementation") or "native",
+            import_maps=tuple(data.get("import_maps") or ()),
+            allow_local_imports=bool(data.get("allow_local_imports")))
 
 
 def critical_path(steps: tuple[Step, ...] | list[Step]) -> float:

@@ -113,7 +113,8 @@ def _load(path, given, options, diags, display_root, folder=None) -> LoadResult:
     root = resolver.load_root(path, name, folder)
     if root is None:
         return LoadResult(None, diags, resolver.remote_imports)
-    template = Template(resolver.docs, diags, implementation=options.implementation).build(given)
+    template = Template(resolver.docs, diags, implementation=options.implementation,
+                        allow_local=options.allow_local_imports).build(given)
     return LoadResult(template, diags, resolver.remote_imports)
 
 

@@ -5,10 +5,13 @@ A relative path without ``..`` must name a file where the configurator will look
 (``contextualize.configurator.Configurator.resolve_implementation``): next to the
 template, then in the project (the parent of ``playbooks/``), then in ``playbooks/``
 (``playbooks/x.yml`` also as ``x.yml`` there). An absolute path or one that climbs out
-with ``..`` is not looked up here (validate does not tell which files exist outside those
-folders). A URL is not fetched: written in the template itself it is a warning; the
-remote playbooks of another catalogue's types are the implementation choice's concern
-(``tosca.native``), not a warning on every node of such a template.
+with ``..`` is refused, as imports are, unless a local user allows it
+(``--allow-local-imports``): a template posted to the service cannot make its workers run
+a playbook elsewhere on the server. It is not looked up either way (validate does not
+tell which files exist outside those folders). A URL is not fetched: written in the
+template itself it is a warning; the remote playbooks of another catalogue's types are
+the implementation choice's concern (``tosca.native``), not a warning on every node of
+such a template.
 """
 from __future__ import annotations
 
@@ -79,7 +82,15 @@ def check_implementations(template) -> None:
                               "it, and deploy does not run it", loc, node=node.name,
                               hint="give the operation a playbook next to the template")
             continue
-        if not _checked(implementation) or implementation in node.artifacts:
+        if implementation in node.artifacts:
+            continue
+        if not _checked(implementation):
+            if isinstance(implementation, str) and implementation.strip() and \
+                    not getattr(template, "allow_local", False):
+                diags.error("implementation-not-found", f"operation {label}: implementation "
+                            f"'{implementation}' is outside the template's folder and the "
+                            "orchestrator's playbooks/", loc, node=node.name,
+                            hint="a local user allows it with --allow-local-imports")
             continue
         if implementation not in found:
             found[implementation] = find_implementation(implementation, dirs) is not None

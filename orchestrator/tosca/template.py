@@ -37,8 +37,9 @@ INPUT_KEYS = {"type", "description", "required", "default", "status", "constrain
 
 class Template(RequirementsMixin, SectionsMixin, EvaluationMixin):
     def __init__(self, docs: list[SourceDoc], diagnostics: Diagnostics,
-                 implementation: str = native.NATIVE):
+                 implementation: str = native.NATIVE, allow_local: bool = False):
         self.implementation = implementation
+        self.allow_local = allow_local  # operations may name playbooks anywhere (local CLI)
         self.docs = docs
         self.diagnostics = diagnostics
         self.root = docs[0].data

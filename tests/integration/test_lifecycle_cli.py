@@ -36,6 +36,37 @@ def test_sites_list_and_check(env):
     assert "ok   a: reachable, credentials valid; offers 3 flavors, 1 images" in checked.stdout
 
 
+def test_a_saved_plan_is_applied_with_the_import_policy_it_was_made_with(env):
+    """--allow-local-imports and the implementation choice travel in the plan, so apply of
+    the saved plan reads the template the same way (here: a playbook outside its folder)."""
+    cli, _, tmp = env
+    outside = tmp / "elsewhere"
+    outside.mkdir()
+    (outside / "note.yml").write_text("- hosts: all\n  gather_facts: false\n  tasks: []\n")
+    folder = tmp / "template"
+    folder.mkdir()
+    template = es.write_template(folder, f"""
+topology_template:
+  node_templates:
+    vm: {{type: orchestrator.nodes.Compute}}
+    app:
+      type: tosca.nodes.SoftwareComponent
+      requirements: [{{host: vm}}]
+      interfaces: {{Standard: {{configure: {outside / 'note.yml'}}}}}
+""")
+    refused = cli("plan", template, "--name", "outside")
+    assert refused.returncode == 1 and "--allow-local-imports" in refused.stderr
+    plan_file = tmp / "plan.json"
+    planned = cli("plan", template, "--name", "outside", "--allow-local-imports",
+                  "--implementation", "upstream", "-o", str(plan_file))
+    assert planned.returncode == 0, planned.stderr
+    saved = json.loads(plan_file.read_text())
+    assert saved["allow_local_imports"] is True and saved["implementation"] == "upstream"
+    applied = cli("apply", str(plan_file), "--format", "json")
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["deployment"]["status"] == "deployed"
+
+
 def test_deploy_requires_confirmation_without_a_terminal(env):
     cli, template, _ = env
     refused = cli("deploy", template, "--name", "demo")

@@ -97,7 +97,7 @@ topology_template:
       requirements: [{{host: vm}}]
       interfaces:
         Standard:
-          configure: {playbook}
+          configure: {playbook.name}
 """)
     applied = orch.apply(orch.plan(template, name="broken").plan)
     assert not applied.run.ok
@@ -233,9 +233,9 @@ def test_removed_software_is_stopped_and_deleted_on_its_host(orch, tmp_path):
       requirements: [{{host: vm}}]
       interfaces:
         Standard:
-          configure: {{implementation: {playbook}, inputs: {{word: {{get_input: word}}}}}}
-          stop: {{implementation: {playbook}, inputs: {{word: {{get_input: word}}}}}}
-          delete: {{implementation: {playbook}, inputs: {{word: bye}}}}
+          configure: {{implementation: {playbook.name}, inputs: {{word: {{get_input: word}}}}}}
+          stop: {{implementation: {playbook.name}, inputs: {{word: {{get_input: word}}}}}}
+          delete: {{implementation: {playbook.name}, inputs: {{word: bye}}}}
 """
     base = """
 topology_template:

@@ -14,6 +14,7 @@ from orchestrator import service
 from orchestrator.errors import OrchestratorError
 from orchestrator.plan.build import compute_indexes
 from orchestrator.topology.model import ScalingSpec
+from orchestrator.tosca import LoadOptions
 from orchestrator.validation import validate
 from tests.conftest import ROOT
 
@@ -149,10 +150,19 @@ def test_an_implementation_found_nowhere_is_an_error(write, implementation):
     assert (error.code, error.line, error.node) == ("implementation-not-found", 12, "app")
 
 
-@pytest.mark.parametrize("implementation", ["/etc/absent.yml", "../../absent.yml"])
-def test_paths_out_of_the_search_folders_are_not_looked_up(write, implementation):
-    """validate does not tell which files exist outside the folders it may read."""
-    assert validate(write("t.yaml", APP.replace("IMPLEMENTATION", implementation))).valid
+@pytest.mark.parametrize("implementation", ["/etc/absent.yml", "../../absent.yml",
+                                            "/etc/ansible/present.yml"])
+def test_paths_out_of_the_search_folders_are_refused_unless_allowed(write, implementation):
+    """A template posted to the service cannot make a worker run a playbook elsewhere on
+    the server; validate does not tell which files exist there (absent and present read
+    alike); a local user allows it as for imports."""
+    path = write("t.yaml", APP.replace("IMPLEMENTATION", implementation))
+    refused = validate(path)
+    [error] = refused.diagnostics.errors
+    assert error.code == "implementation-not-found" and "outside" in error.message
+    assert "exist" not in error.message
+    allowed = validate(path, options=LoadOptions(allow_local_imports=True))
+    assert allowed.valid, [d.render() for d in allowed.diagnostics]
 
 
 def test_a_remote_implementation_of_a_type_is_no_warning(write):
