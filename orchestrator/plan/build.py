@@ -122,6 +122,10 @@ def desired(topology: Topology, placement: Placement,
             continue
         for index in indexes.get(follow, [0]) if follow else [0]:
             result[(name, index, kind)] = spec
+        if kind == "compute" and _configures_itself(node):
+            software = _spec(node, "software", placement, site)
+            for index in indexes.get(name, [0]):
+                result[(name, index, "software")] = software
     for rel in topology.relationships:  # a volume attached to each of its server's instances
         if rel.kind != "AttachesTo":
             continue
@@ -136,6 +140,13 @@ def desired(topology: Topology, placement: Placement,
                 "device": rel.properties.get("device"), "location":
                 rel.properties.get("location")}
     return result
+
+
+def _configures_itself(node: Node) -> bool:
+    """A server whose own lifecycle operations run once it is up: a native implementation
+    of another catalogue's server type (INDIGO / INFN-Cloud VMs: users, their keys)."""
+    return (node.implementation or "").startswith("native") and any(
+        op.implementation for op in node.operations)
 
 
 def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict:
@@ -277,6 +288,8 @@ def _forward_steps(topology, wanted, actions, estimate) -> list[Step]:
             for target in (aligned if len(targets) > 1 or aligned else targets):
                 deps.append(step_id(actions[target][0], target[2], *target[:2]))
         spec = wanted[key]
+        if kind == "software" and (node, index, "compute") in actions:  # configures itself
+            deps.append(step_id(actions[(node, index, "compute")][0], "compute", node, index))
         if kind == "attachment":
             volume = (spec["volume"], index, "volume")
             if volume not in actions:  # one volume shared by every instance
