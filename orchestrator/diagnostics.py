@@ -34,6 +34,8 @@ CODES: dict[str, str] = {
     "not-a-mapping": "a document or section that must be a mapping is something else",
     "missing-version": "tosca_definitions_version is missing",
     "unsupported-version": "tosca_definitions_version names a version we do not support",
+    "version-not-first": "tosca_definitions_version is not the first key of its document (a "
+                         "warning)",
     "unknown-section": "a key that is not part of the TOSCA grammar at this place",
     "missing-field": "a required key (such as a node template's type) is missing",
     "wrong-type": "a section or field has the wrong YAML type",

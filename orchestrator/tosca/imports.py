@@ -303,8 +303,9 @@ def _yaml_kind(data) -> str:
     return "scalar"
 
 
-def _import_spec(entry) -> tuple[str, str | None, str | None] | None:
-    """(file, repository, namespace_prefix) from any of TOSCA's import forms."""
+def _import_spec(entry, named: bool = True) -> tuple[str, str | None, str | None] | None:
+    """(file, repository, namespace_prefix) from any of TOSCA's import forms; ``named``:
+    whether the 1.0 named form ``{name: file or {file: ...}}`` may still follow."""
     if isinstance(entry, str) and entry:
         return entry, None, None
     if isinstance(entry, dict):
@@ -315,9 +316,9 @@ def _import_spec(entry) -> tuple[str, str | None, str | None] | None:
             if isinstance(ref, str) and ref and (repo is None or isinstance(repo, str)):
                 return ref, repo, prefix if isinstance(prefix, str) else None
             return None
-        if len(entry) == 1:  # TOSCA 1.0 named import: {name: file} or {name: {file: ...}}
+        if named and len(entry) == 1:  # TOSCA 1.0 named import: {name: file or {file: ...}}
             value = next(iter(entry.values()))
-            return _import_spec(value)
+            return _import_spec(value, named=False)
     return None
 
 

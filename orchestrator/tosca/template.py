@@ -12,6 +12,7 @@ from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
 from orchestrator.tosca.entities import InputDef, NodeTemplate, _mapping
 from orchestrator.tosca.evaluation import EvaluationMixin
 from orchestrator.tosca.functions import Evaluator, Scope
+from orchestrator.tosca.grammar import VERSION_URIS, canonical_version, check_grammar
 from orchestrator.tosca import native
 from orchestrator.tosca.implementations import check_implementations
 from orchestrator.tosca.imports import SourceDoc
@@ -68,6 +69,7 @@ class Template(RequirementsMixin, SectionsMixin, EvaluationMixin):
         for doc in self.docs:
             self.registry.add_document(doc.data, prefix=doc.namespace_prefix)
         self.registry.check(self.file)
+        check_grammar(self.docs, self.registry, self.diagnostics)
         topology = _mapping(self.root, "topology_template", self.diagnostics)
         for key in topology:
             if key not in TOPOLOGY_KEYS:
@@ -96,7 +98,7 @@ class Template(RequirementsMixin, SectionsMixin, EvaluationMixin):
 
     def _check_header(self) -> None:
         root = self.root
-        version = root.get("tosca_definitions_version")
+        version = canonical_version(root.get("tosca_definitions_version"))
         if version is None:
             self.diagnostics.error("missing-version", "tosca_definitions_version is missing "
                                    f"(one of {', '.join(SUPPORTED_VERSIONS)})",
@@ -105,6 +107,7 @@ class Template(RequirementsMixin, SectionsMixin, EvaluationMixin):
             self.diagnostics.error("unsupported-version", f"unsupported version {version!r}",
                                    where(root, "tosca_definitions_version"),
                                    hint=did_you_mean(str(version), SUPPORTED_VERSIONS)
+                                   or did_you_mean(str(version), VERSION_URIS)
                                    or f"supported: {', '.join(SUPPORTED_VERSIONS)}")
         self.version = version if isinstance(version, str) else None
         for doc in self.docs:
