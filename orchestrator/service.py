@@ -190,6 +190,13 @@ def split_secret_inputs(report: ValidationReport, inputs: dict) -> tuple[dict, d
     return public, secret
 
 
+def earlier_secrets(record) -> list[str]:
+    """The names of the secret inputs a deployment was last planned with (never stored)."""
+    from orchestrator.changes import earlier_secrets as names
+
+    return names(record)
+
+
 def masked(value, secret_values=frozenset()):
     """Plain data with secrets (by key name, and the given values) replaced by a mask."""
     from orchestrator.topology.secrets import mask

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -152,6 +152,20 @@ def load_sites(path: str | None = None) -> SiteCatalogue:
         site = _build_site(entry, where(entries, index, Location(path)))
         catalogue.sites.setdefault(site.name, site)
     return catalogue
+
+
+def simulated_clouds_in(catalogue: SiteCatalogue, folder: str) -> SiteCatalogue:
+    """The catalogue with each simulated site that names no ``state_file`` keeping its cloud
+    in a file under ``folder`` (one per site of this catalogue file), so that the commands a
+    user runs one after another share one cloud: the CLI's default."""
+    import hashlib
+
+    tag = hashlib.sha256(os.path.abspath(catalogue.source or "-").encode()).hexdigest()[:8]
+    sites = {name: site if site.provider != "simulated" or site.options.get("state_file")
+             else replace(site, options={**site.options, "state_file": os.path.join(
+                 folder, f"{name}-{tag}.json")})
+             for name, site in catalogue.sites.items()}
+    return replace(catalogue, sites=sites)
 
 
 # --- schema validation ---------------------------------------------------------------

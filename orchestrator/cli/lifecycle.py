@@ -1,5 +1,6 @@
-"""Lifecycle commands: plan, apply, deploy, update, delete, status, list, outputs, logs,
-sites. Each calls orchestrator.service and renders; errors become exit codes in main."""
+"""Lifecycle commands: plan, apply, deploy, delete, status, list, outputs, logs, sites
+(update and scale: cli/changes.py). Each calls orchestrator.service and renders; errors
+become exit codes in main."""
 from __future__ import annotations
 
 import json
@@ -37,7 +38,39 @@ def _orchestrator(ctx: click.Context, fmt: str = "text", quiet: bool = False):
     orch = service.orchestrator(db=ctx.obj.get("db"), sites=ctx.obj.get("sites"),
                                 on_event=progress)
     orch.options.step_timeout_s = float(ctx.obj.get("step_timeout") or 1800)
+    orch.simulated_dir = str(service.data_dir() / "simulated")  # one cloud across commands
     return orch
+
+
+def ask_secrets(orch, name: str, input_files, sets) -> list[str]:
+    """``sets`` with the secret inputs deployment ``name`` was made with (never stored)
+    that are not given again: asked for without echo on a terminal, else an error naming
+    them."""
+    sets = list(sets)
+    missing = orch.secrets_to_ask(name, input_files, sets)
+    if missing and not sys.stdin.isatty():
+        raise click.UsageError(
+            f"deployment '{name}' was made with the secret input(s) {', '.join(missing)}, "
+            "which are never stored: give them again with --set NAME=VALUE or -i FILE")
+    for key in missing:
+        value = click.prompt(f"Secret input '{key}' (never stored)", hide_input=True,
+                             err=True)
+        sets.append(f"{key}={json.dumps(value)}")
+    return sets
+
+
+def show_and_apply(orch, result, input_files, sets, yes: bool, keep_failed: bool,
+                   fmt: str) -> None:
+    """Show the plan of a change; settle when it has nothing to do; else ask and apply."""
+    if fmt == "text":
+        click.echo(plan_view.plan_text(result.plan.to_dict()))
+    if not result.plan.has_changes:
+        orch.settle(result.plan)
+        _emit(fmt, {"deployment": result.plan.deployment, "changes": False}, "Nothing to do.")
+        sys.exit(EXIT_OK)
+    _confirm("Apply this plan?", yes)
+    _finish(orch.apply(result.plan, input_files, sets, keep_failed=keep_failed,
+                       report=result.report), fmt)
 
 
 def _emit(fmt: str, data, text: str) -> None:
@@ -73,7 +106,7 @@ def _finish(result, fmt: str) -> None:
 
 
 @cli.command()
-@click.argument("template")
+@click.argument("template", required=False)
 @_inputs
 @click.option("--name", help="Deployment name (default: the template's file name).")
 @click.option("-o", "--out", "out", metavar="FILE", help="Write the plan as JSON to FILE.")
@@ -82,11 +115,23 @@ def _finish(result, fmt: str) -> None:
 @_json_fmt
 @click.pass_context
 def plan(ctx, template, input_files, sets, name, out, no_refresh, fmt, imports):
-    """Compute, with no side effects, what deploying TEMPLATE would do (against an
-    existing deployment: the diff, after refreshing what the clouds report)."""
+    """Compute, with no side effects, what deploying TEMPLATE would do. Against an existing
+    deployment (--name, or the template's file name): the diff, after refreshing what the
+    clouds report, with the inputs given now merged over those it keeps (TEMPLATE: the
+    one it was made from when not given)."""
+    if not template and not name:
+        raise click.UsageError("give a TEMPLATE, or --name of an existing deployment")
     orch = _orchestrator(ctx, fmt)
-    result = orch.plan(template, input_files, sets, name=name, refresh=not no_refresh,
-                       import_options=imports)
+    record = orch.existing(template, name)
+    if record is None and not template:
+        orch.deployment(name)  # no such deployment: says so
+    if record is not None:
+        sets = ask_secrets(orch, record.name, input_files, sets)
+        result = orch.plan_change(record.name, template, input_files, sets,
+                                  refresh=not no_refresh, import_options=imports)
+    else:
+        result = orch.plan(template, input_files, sets, name=name, refresh=not no_refresh,
+                           import_options=imports)
     data = result.plan.to_dict()
     if out:
         with open(out, "w", encoding="utf-8") as handle:
@@ -115,6 +160,9 @@ def apply(ctx, plan_file, input_files, sets, keep_failed, fmt):
 @click.option("--name", help="Deployment name (default: the template's file name).")
 @click.option("--resume", "resume", metavar="NAME",
               help="Finish an interrupted deployment NAME from its stored template.")
+@click.option("--update", "update", is_flag=True,
+              help="Change the deployment if it exists (as `orchestrator update`); without "
+              "it, deploying onto an existing name is refused.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-wait", is_flag=True, help="Start the deployment in the background and "
               "return; follow it with `orchestrator logs NAME --follow`.")
@@ -122,14 +170,27 @@ def apply(ctx, plan_file, input_files, sets, keep_failed, fmt):
 @import_options
 @_json_fmt
 @click.pass_context
-def deploy(ctx, template, input_files, sets, name, resume, yes, no_wait, keep_failed, fmt,
-           imports):
+def deploy(ctx, template, input_files, sets, name, resume, update, yes, no_wait, keep_failed,
+           fmt, imports):
     """Plan and apply TEMPLATE: shows the plan, asks, then deploys with live progress."""
     if not template and not resume:
         raise click.UsageError("give a TEMPLATE, or --resume NAME")
     orch = _orchestrator(ctx, fmt)
-    result = orch.resume_plan(resume, input_files, sets) if resume else \
-        orch.plan(template, input_files, sets, name=name, import_options=imports)
+    record = orch.existing(resume or template, resume or name)
+    if record is not None and not (resume or update):
+        raise click.ClickException(
+            f"deployment '{record.name}' exists already: change it with `orchestrator update "
+            f"{record.name} [TEMPLATE] --set KEY=VALUE` (or deploy --update), or delete it "
+            f"first with `orchestrator delete {record.name}`")
+    if record is not None:
+        sets = ask_secrets(orch, record.name, input_files, sets)
+    if resume:
+        result = orch.resume_plan(resume, input_files, sets)
+    elif record is not None:
+        result = orch.plan_change(record.name, template, input_files, sets,
+                                  import_options=imports)
+    else:
+        result = orch.plan(template, input_files, sets, name=name, import_options=imports)
     if fmt == "text":
         click.echo(plan_view.plan_text(result.plan.to_dict()))
     if not result.plan.has_changes and result.deployment is not None:
@@ -166,31 +227,6 @@ def _start_background(ctx, plan_obj, input_files, sets, keep_failed, fmt) -> Non
     _emit(fmt, {"deployment": plan_obj.deployment, "pid": process.pid, "plan": path},
           f"Deploying '{plan_obj.deployment}' in the background (pid {process.pid}); follow "
           f"it with: orchestrator logs {plan_obj.deployment} --follow")
-
-
-@cli.command()
-@click.argument("name")
-@click.argument("template")
-@_inputs
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--keep-failed", is_flag=True, help="Do not roll back what a failed run made.")
-@import_options
-@_json_fmt
-@click.pass_context
-def update(ctx, name, template, input_files, sets, yes, keep_failed, fmt, imports):
-    """Plan the difference between deployment NAME and TEMPLATE, then apply it."""
-    orch = _orchestrator(ctx, fmt)
-    orch.deployment(name)
-    result = orch.plan(template, input_files, sets, name=name, import_options=imports)
-    if fmt == "text":
-        click.echo(plan_view.plan_text(result.plan.to_dict()))
-    if not result.plan.has_changes:
-        orch.settle(result.plan)
-        _emit(fmt, {"deployment": name, "changes": False}, "Nothing to do.")
-        sys.exit(EXIT_OK)
-    _confirm("Apply this plan?", yes)
-    _finish(orch.apply(result.plan, input_files, sets, keep_failed=keep_failed,
-                       report=result.report), fmt)
 
 
 @cli.command()

@@ -170,15 +170,21 @@ def deploy(template, name, group, no_wait, input_files, sets, yes, keep_failed, 
 
 @click.command()
 @click.argument("name")
-@click.argument("template")
+@click.argument("template", required=False)
 @_io_options
 def update(name, template, input_files, sets, yes, keep_failed, fmt):
-    """Update deployment NAME to TEMPLATE on the server."""
+    """Update deployment NAME on the server: to TEMPLATE (default: the one it was made
+    from), the inputs given merged over those it keeps."""
     _confirm(yes)
     remote = Remote()
     record = remote.find(name)
-    body = {**_source(template), "inputs": _inputs(input_files, sets), "keep_failed": keep_failed}
-    remote.call("PUT", f"/v1/deployments/{record['id']}", json=body)
+    if template is None:
+        remote.call("PATCH", f"/v1/deployments/{record['id']}",
+                    json={"inputs": _inputs(input_files, sets)})
+    else:
+        remote.call("PUT", f"/v1/deployments/{record['id']}", json={
+            **_source(template), "inputs": _inputs(input_files, sets),
+            "keep_failed": keep_failed})
     _finish(remote, remote.follow(record["id"], quiet=fmt == "json"), fmt)
 
 
@@ -258,7 +264,17 @@ def logs(name, follow, node, fmt):
                    else plan_view.event_line(event))
 
 
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def scale(args):
+    """Not available against a server yet: scale with `orchestrator update NAME --set
+    COUNT_INPUT=N` when the template takes the count from an input."""
+    raise click.ClickException("scale is not available against a server (ORCHESTRATOR_URL) "
+                               "yet: use `orchestrator update NAME --set COUNT_INPUT=N` where "
+                               "the template takes the count from an input")
+
+
 def install(group: click.Group) -> None:
     """Replace the local lifecycle commands of ``group`` by their remote versions."""
-    for command in (deploy, update, delete, list_, status, outputs, logs):
+    for command in (deploy, update, delete, list_, status, outputs, logs, scale):
         group.add_command(command)

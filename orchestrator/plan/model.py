@@ -60,6 +60,9 @@ class Plan:
     #: import maps, and whether local files outside its folder were allowed (CLI only)
     import_maps: tuple = ()
     allow_local_imports: bool = False
+    #: counts set with `orchestrator scale` over the template's: node -> {count, from (the
+    #: template's count they override), remove (instance indexes to remove first)}
+    scaling: dict = field(default_factory=dict)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -106,7 +109,8 @@ class Plan:
             | ({"implementation": self.implementation} if self.implementation != "native"
                else {}) \
             | ({"import_maps": list(self.import_maps)} if self.import_maps else {}) \
-            | ({"allow_local_imports": True} if self.allow_local_imports else {})
+            | ({"allow_local_imports": True} if self.allow_local_imports else {}) \
+            | ({"scaling": self.scaling} if self.scaling else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
@@ -124,7 +128,8 @@ class Plan:
             remote_imports=dict(data.get("remote_imports") or {}),
             implementation=data.get("implementation") or "native",
             import_maps=tuple(data.get("import_maps") or ()),
-            allow_local_imports=bool(data.get("allow_local_imports")))
+            allow_local_imports=bool(data.get("allow_local_imports")),
+            scaling=dict(data.get("scaling") or {}))
 
 
 def critical_path(steps: tuple[Step, ...] | list[Step]) -> float:

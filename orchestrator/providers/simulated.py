@@ -1,4 +1,5 @@
-"""A simulated cloud, in process: FOR TESTS AND BENCHMARKS ONLY, never for real work.
+"""A simulated cloud, in process, that creates nothing real: for trying the orchestrator
+without a cloud (docs/sites.md), for tests and for benchmarks; never for real work.
 
 Sites with ``provider: simulated`` get a cloud that creates nothing real but behaves
 like one where the orchestrator can tell: servers are ``building`` until their boot
@@ -9,8 +10,9 @@ the site (docs/sites.md, "simulated"):
 - ``flavors``, ``images``, ``quotas`` of the site are the whole offer;
 - ``options.state_file``: keep the cloud in a JSON file, rewritten atomically after
   every call under an ``fcntl`` lock, so several processes share one cloud and a test
-  can SIGKILL the orchestrator and look at what exists. Without it the cloud lives
-  in memory, shared by every SimulatedProvider of the same site name in the process;
+  can SIGKILL the orchestrator and look at what exists (the CLI names one under the
+  data folder when the site does not). Without it the cloud lives in memory, shared
+  by every SimulatedProvider of the same site name in the process;
 - ``options.latency``: ``{create, delete, update, poll, find, boot}`` seconds (and
   ``configure``, which the engine's recording Configurator sleeps per software step);
 - ``options.faults``: ``[{operation, kind, on_call, times, node, message}]``: the

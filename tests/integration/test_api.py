@@ -100,6 +100,56 @@ def test_deploy_follow_update_and_delete(alice):
     assert gone.json()["type"].endswith("/not-found")
 
 
+GROUP = """
+topology_template:
+  inputs:
+    db_password: {type: string}
+    flavor_cpus: {type: integer, default: 1}
+    worker_count: {type: integer, default: 1}
+  node_templates:
+    vm:
+      type: orchestrator.nodes.Compute
+      capabilities:
+        host: {properties: {num_cpus: {get_input: flavor_cpus}}}
+        os: {properties: {distribution: ubuntu}}
+        scalable: {properties: {count: {get_input: worker_count}}}
+"""
+
+
+def test_an_update_keeps_the_earlier_inputs_and_asks_for_secrets_again(alice):
+    """PUT and PATCH merge the inputs given over the deployment's stored ones; the secret
+    ones it was made with are never stored, so an update without them is refused."""
+    made = alice.post("/v1/deployments", json={
+        "name": "kept", "template": support.template_text(GROUP),
+        "inputs": {"worker_count": 3, "db_password": CANARY}})
+    assert made.status_code == 202, made.text
+    deployment_id = made.json()["id"]
+    assert support.wait_for(alice, deployment_id)["status"] == "deployed"
+    refused = alice.put(f"/v1/deployments/{deployment_id}", json={
+        "template": support.template_text(GROUP), "inputs": {"flavor_cpus": 2}})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["type"].endswith("/secret-inputs-needed")
+    assert "db_password" in refused.json()["detail"]
+    replaced = alice.put(f"/v1/deployments/{deployment_id}", json={
+        "template": support.template_text(GROUP),
+        "inputs": {"flavor_cpus": 2, "db_password": CANARY}})
+    assert replaced.status_code == 202, replaced.text
+    record = support.wait_for(alice, deployment_id)
+    assert record["status"] == "deployed", record
+    assert record["inputs"]["worker_count"] == 3 and record["inputs"]["flavor_cpus"] == 2
+    assert "db_password" not in record["inputs"]
+    patched = alice.patch(f"/v1/deployments/{deployment_id}",
+                          json={"inputs": {"db_password": CANARY}})
+    assert patched.status_code == 202, patched.text
+    record = support.wait_for(alice, deployment_id)
+    assert record["status"] == "deployed" and record["inputs"]["worker_count"] == 3
+    servers = [r for r in alice.get(f"/v1/deployments/{deployment_id}/resources").json()
+               if r["kind"] == "compute" and r["status"] != "deleted"]
+    assert len(servers) == 3
+    assert alice.delete(f"/v1/deployments/{deployment_id}").status_code == 202
+    support.wait_for(alice, deployment_id, statuses=("deleted",))
+
+
 def test_invalid_template_is_a_422_problem_with_diagnostics(alice):
     response = alice.post("/v1/deployments", json={
         "name": "broken", "template": support.template_text(

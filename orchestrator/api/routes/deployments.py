@@ -149,19 +149,44 @@ async def get(deployment_id: str, ctx: ServiceContext = Depends(context),
     return views.summary_response(summary)
 
 
+def _earlier_secrets(ctx, record, inputs: dict) -> dict:
+    """The secret inputs of the deployment's last deploy or update while its work still
+    holds them sealed (queued or running; they are dropped when it ends). A secret input it
+    was planned with that is neither there nor in ``inputs`` must be sent again: 422."""
+    earlier = {}
+    for item in reversed(ctx.store.work_items(record.id)):
+        if item.operation in ("deploy", "update"):
+            earlier = ctx.sealer.open(item.sealed) if item.sealed else {}
+            break
+    missing = [k for k in service.earlier_secrets(record) if k not in {**earlier, **inputs}]
+    if missing:
+        raise Problem(422, "secret-inputs-needed", "Secret inputs are needed again",
+                      f"the deployment was made with the secret input(s) {', '.join(missing)}"
+                      ", which are never stored: send them again in 'inputs'")
+    return earlier
+
+
 def _update(ctx, who, deployment_id, source, inputs, sites, keep_failed, callback, response):
+    """Queue an update with ``inputs`` merged over the deployment's: its stored inputs and
+    the secret ones it was given before (still sealed; only those the template declares
+    secret are kept)."""
     record = visible_deployment(ctx, who, deployment_id)
     callback = _callback(ctx, callback)
+    earlier = _earlier_secrets(ctx, record, inputs)
+    merged = {**earlier, **record.inputs, **inputs}
     with views.scratch_dir() as scratch:
-        _, report = _validated(ctx, source, inputs, scratch)
-        public, secret = service.split_secret_inputs(report, inputs)
+        _, report = _validated(ctx, source, merged, scratch)
+        public, secret = service.split_secret_inputs(report, merged)
+    public = {k: v for k, v in public.items() if k not in earlier or k in inputs
+              or k in record.inputs}  # a secret the template no longer declares secret
     payload = {"template": source, "inputs": public, "sites": sites,
                "keep_failed": keep_failed}
     work = _enqueue(ctx, record, "update", payload, secret, callback)
     return _accepted(response, record, work)
 
 
-@router.put("/{deployment_id}", status_code=202, summary="Update to a new template/inputs")
+@router.put("/{deployment_id}", status_code=202,
+            summary="Update to a new template; the inputs given are merged over its own")
 def replace(deployment_id: str, body: UpdateRequest, response: Response,
             ctx: ServiceContext = Depends(context), who=Depends(principal)) -> dict:
     source = _source(body.template, body.template_name)
@@ -174,8 +199,8 @@ def patch(deployment_id: str, body: InputsPatch, response: Response,
           ctx: ServiceContext = Depends(context), who=Depends(principal)) -> dict:
     record = visible_deployment(ctx, who, deployment_id)
     source = {"text": record.template_text}
-    return _update(ctx, who, deployment_id, source, {**record.inputs, **body.inputs}, [],
-                   False, body.callback_url, response)
+    return _update(ctx, who, deployment_id, source, body.inputs, [], False,
+                   body.callback_url, response)
 
 
 @router.delete("/{deployment_id}", status_code=202,
