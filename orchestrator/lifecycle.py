@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from orchestrator import resources, sshkeys
+from orchestrator.changes import Changes, carried_scaling, scale_topology
 from orchestrator.engine import Configurator, ExecutorOptions, RunResult, StepContext, execute
 from orchestrator.errors import OrchestratorError, PlacementError, StalePlanError, TemplateError
 from orchestrator.placement import place, usage_of
@@ -71,7 +72,7 @@ class BySite(Configurator):
 UNLISTED_KINDS = ("attachment", "network", "port")
 
 
-class Orchestrator(Reading):
+class Orchestrator(Reading, Changes):
     def __init__(self, db: str | None = None, sites: str | None = None, owner: str = "local",
                  on_event: Callable[[dict], None] | None = None,
                  options: ExecutorOptions | None = None,
@@ -90,6 +91,8 @@ class Orchestrator(Reading):
         # What seals the outputs computed from secrets (orchestrator.sealing.Sealer): the
         # service sets its own; otherwise the user's key (sealing.default_sealer).
         self.sealer = None
+        # Where simulated sites without a state_file keep their clouds (the CLI sets one)
+        self.simulated_dir: str | None = None
         self._store = store
         self._owns_store = store is None
         self._catalogue = catalogue
@@ -107,9 +110,11 @@ class Orchestrator(Reading):
     @property
     def catalogue(self):
         if self._catalogue is None:
-            from orchestrator.sites import load_sites
+            from orchestrator.sites import load_sites, simulated_clouds_in
 
             catalogue = load_sites(self.sites_path)
+            if self.simulated_dir:
+                catalogue = simulated_clouds_in(catalogue, self.simulated_dir)
             if catalogue.diagnostics.has_errors:
                 raise TemplateError(f"the site catalogue {catalogue.source} is invalid",
                                     catalogue.diagnostics)
@@ -151,9 +156,10 @@ class Orchestrator(Reading):
     def plan(self, template: str, input_files: Iterable[str] = (), sets: Iterable[str] = (),
              name: str | None = None, import_maps: Iterable[str] = (),
              allow_remote_imports: bool = False, refresh: bool = True,
-             import_options=None) -> PlanResult:
+             import_options=None, scaling: dict | None = None) -> PlanResult:
         """``import_options`` (a ``tosca.LoadOptions``) is the import policy; it wins over
-        ``import_maps`` and ``allow_remote_imports``."""
+        ``import_maps`` and ``allow_remote_imports``. ``scaling``: counts set now
+        (``changes.scale_topology``), over those the deployment keeps."""
         report = validate(template, input_files, sets, import_maps, allow_remote_imports,
                           options=import_options)
         require_inputs(report)
@@ -165,6 +171,8 @@ class Orchestrator(Reading):
                 existing = self.refresh(record)
         elif record is not None:
             existing = self._existing(record)
+        report.topology, scaled = scale_topology(report.topology, carried_scaling(record),
+                                                  scaling)
         sites = list(self.catalogue.sites.values())
         unavailable: dict[str, str] = {}
         offers = {s.name: self._offer(s.name, unavailable) for s in sites}
@@ -184,7 +192,9 @@ class Orchestrator(Reading):
                     **secret_inputs},
             sites_file=self.catalogue.source,
             deployment_id=record.id if record else None,
-            remote_imports=report.remote_imports)
+            remote_imports=report.remote_imports,
+            fingerprint=lambda value: self._sealer().fingerprint(value))
+        plan = dataclasses.replace(plan, scaling=scaled)
         if import_options is not None:  # apply reads the template the same way
             plan = dataclasses.replace(
                 plan, implementation=import_options.implementation,
@@ -292,6 +302,8 @@ class Orchestrator(Reading):
                                     allow_remote_imports=bool(plan.remote_imports),
                                     allow_local_imports=plan.allow_local_imports,
                                     implementation=plan.implementation))
+            if report.topology is not None:
+                report.topology = scale_topology(report.topology, plan.scaling)[0]
         require_inputs(report)
         if report.remote_imports != plan.remote_imports:
             raise StalePlanError(f"the plan for '{plan.deployment}' is stale: its remote "
@@ -403,11 +415,6 @@ class Orchestrator(Reading):
         event = self.store.add_event(deployment_id, kind, message, level=level)
         if self.on_event:
             self.on_event(event.to_dict())
-
-    def resume_plan(self, name: str, input_files=(), sets=()) -> PlanResult:
-        record = self.deployment(name)
-        sets = [f"{k}={_yaml(v)}" for k, v in (record.inputs or {}).items()] + list(sets)
-        return self.plan(record.template_path, input_files, sets, name=name)
 
     # -- deleting -------------------------------------------------------------------------------
     def delete(self, name: str, force: bool = False) -> RunResult | None:

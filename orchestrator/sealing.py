@@ -8,6 +8,9 @@ one), else from ``<data dir>/server.key``, created on first use readable by its 
 (mode 0600). ``cryptography`` is imported only when something is sealed or opened."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -26,7 +29,12 @@ class Sealer:
     def __init__(self, key: str | bytes):
         from cryptography.fernet import Fernet
 
-        self._fernet = Fernet(key.encode() if isinstance(key, str) else key)
+        key = key.encode() if isinstance(key, str) else key
+        self._fernet = Fernet(key)
+        # a key of its own for fingerprints, derived from the sealing key
+        self._fingerprint_key = hmac.new(base64.urlsafe_b64decode(key),
+                                         b"orchestrator: fingerprints of secrets",
+                                         hashlib.sha256).digest()
 
     @classmethod
     def from_settings(cls, secret_key: str | None, key_file) -> Sealer:
@@ -37,6 +45,13 @@ class Sealer:
     def seal(self, value) -> str:
         _REDACTOR.remember(value)
         return self._fernet.encrypt(json.dumps(value).encode("utf-8")).decode("ascii")
+
+    def fingerprint(self, value) -> str:
+        """A keyed digest (HMAC-SHA256) of a secret: it changes when the secret does, and
+        without the key it cannot be checked against guesses (a plan shows it)."""
+        text = json.dumps(value, sort_keys=True, default=str)
+        return hmac.new(self._fingerprint_key, text.encode("utf-8"),
+                        hashlib.sha256).hexdigest()
 
     def open(self, token: str):
         from cryptography.fernet import InvalidToken

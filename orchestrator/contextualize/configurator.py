@@ -72,10 +72,11 @@ from orchestrator import resources
 from orchestrator.contextualize.inventory import cluster_hosts, host_name
 from orchestrator.contextualize.batch import Batcher
 from orchestrator.contextualize.runner import run_failure, run_operation, run_playbook
+from orchestrator.engine.outputs import SECRET_ATTRIBUTES
 from orchestrator.engine.steps import Configurator
 from orchestrator.errors import ContextualizationError
 from orchestrator.tosca.functions import Deferred, resolve_deferred, to_plain
-from orchestrator.tosca.secret import untaint
+from orchestrator.tosca.secret import secret_texts, taint, untaint
 
 LIFECYCLE = ("create", "configure", "start")
 UNDO = ("stop", "delete")  # run when the node is removed while its host stays
@@ -92,17 +93,28 @@ def _short(interface: str) -> str:
     return interface.rsplit(".", 1)[-1]
 
 
-def evaluate_inputs(inputs: dict, lookup: Callable[[Deferred], Any] | None) -> dict:
+def evaluate_inputs(inputs: dict, lookup: Callable[[Deferred], Any] | None,
+                    secrets: set | None = None) -> dict:
     """Plain extra vars from operation inputs: Deferred values resolved with ``lookup``;
-    null and unresolvable values are left out (role defaults apply)."""
+    null and unresolvable values are left out (role defaults apply). The texts of the
+    secrets among them are added to ``secrets`` (to be redacted from what the run prints)."""
     result = {}
     for key, value in (inputs or {}).items():
         if lookup is not None:
             value = resolve_deferred(value, lookup)
         if value is None or isinstance(value, Deferred):
             continue
-        result[key] = untaint(to_plain(value))  # the playbook needs the secret itself
+        value = to_plain(value)
+        if secrets is not None:
+            secrets |= secret_texts(value)
+        result[key] = untaint(value)  # the playbook needs the secret itself
     return result
+
+
+def _holds_secret(value, secrets) -> bool:
+    """A value (an operation's output) that has one of ``secrets`` in it."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return any(secret in text for secret in secrets)
 
 
 def relationship_operations(topology, node: str, phase: str) -> list[tuple]:
@@ -195,15 +207,20 @@ class AnsibleConfigurator(Configurator):
         lookup = (host or {}).get("lookup") or self.lookup
         ops = {op.name: op for op in node.operations
                if _short(op.interface) == "Standard" and op.implementation}
+        secrets = secret_texts(node.properties)  # the secret properties are host vars
+
         def work_of(names: tuple) -> list:
             return [(name, str(self.resolve_implementation(ops[name].implementation, topology)),
-                     evaluate_inputs(ops[name].inputs, lookup)) for name in names if name in ops]
+                     evaluate_inputs(ops[name].inputs, lookup, secrets))
+                    for name in names if name in ops]
 
         work = work_of(LIFECYCLE)
-        self._remember_undo(step, (host or {}).get("node"), work_of(UNDO))
+        undo = work_of(UNDO)
+        self._remember_undo(step, (host or {}).get("node"), undo, secrets)
         member = {"host": target, "cluster_hosts": (host or {}).get("cluster_hosts")}
         batch = (host or {}).get("batch") or {}
-        run = partial(self._lifecycle, step.node, work, self.galaxy_roles(node, topology))
+        run = partial(self._lifecycle, step.node, work, self.galaxy_roles(node, topology),
+                      secrets=frozenset(secrets))
         if len(batch.get("indexes") or ()) < 2:
             outcome = run({step.index: member})[step.index]
             if isinstance(outcome, Exception):
@@ -213,9 +230,12 @@ class AnsibleConfigurator(Configurator):
         return self._batcher.submit(batch.get("group") or step.node, key, step.index,
                                     batch["indexes"], member, run)
 
-    def _lifecycle(self, node: str, work: list, roles: tuple, members: dict) -> dict:
+    def _lifecycle(self, node: str, work: list, roles: tuple, members: dict,
+                   secrets=frozenset()) -> dict:
         """Run ``work`` (the lifecycle operations) over the members' hosts, one Ansible
-        run per operation; index -> attributes, or the error of that instance."""
+        run per operation; index -> attributes, or the error of that instance. ``secrets``
+        are masked in what the runs print, and the outputs that hold one are marked
+        secret (``secret_attributes``)."""
         results: dict = {i: {"state": "started", "operations": [], "operation_outputs": {}}
                          for i in members}
         live = dict(members)
@@ -234,7 +254,7 @@ class AnsibleConfigurator(Configurator):
                 extravars["tosca_index"] = next(iter(live))
             result = run_playbook(playbook, hosts, data_dir=self.data_dir, operation=label,
                                   extravars=extravars, logs_dir=self.logs_dir,
-                                  timeout=self.timeout, roles_path=roles)
+                                  timeout=self.timeout, roles_path=roles, secrets=secrets)
             for index in list(live):
                 target = live[index]["host"]
                 error = run_failure(result, f"{node}[{index}]", host_name(target))
@@ -247,13 +267,18 @@ class AnsibleConfigurator(Configurator):
                 results[index]["operations"].append(label)
                 results[index]["operation_outputs"][label] = outputs
                 results[index].update(outputs)
+                marked = [k for k, v in outputs.items() if secrets and _holds_secret(v, secrets)]
+                if marked:
+                    results[index][SECRET_ATTRIBUTES] = sorted(
+                        {*results[index].get(SECRET_ATTRIBUTES, ()), *marked})
         return results
 
     # -- removal ------------------------------------------------------------------------
     def _undo_file(self, node: str, index: int) -> Path:
         return self.data_dir / "undo" / f"{node}-{index}.json"
 
-    def _remember_undo(self, step, host_node: str | None, work: list) -> None:
+    def _remember_undo(self, step, host_node: str | None, work: list,
+                       secrets=frozenset()) -> None:
         """Keep what removing this instance will run (Standard.stop and delete, with their
         inputs as evaluated now) beside the deployment's key, private to the user: the
         topology of a later update no longer has the node."""
@@ -264,7 +289,9 @@ class AnsibleConfigurator(Configurator):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            json.dump({"host": host_node, "work": work}, out, default=str)
+            json.dump({"host": host_node, "work": work, "secret_inputs": [
+                [k for k, v in inputs.items() if _holds_secret(v, secrets)]
+                for _, _, inputs in work]}, out, default=str)
 
     def unconfigure(self, step, topology, site_options: dict, host_for=None) -> None:
         """Run the removed instance's Standard.stop and delete on its host, when the
@@ -278,8 +305,12 @@ class AnsibleConfigurator(Configurator):
         if host is not None:
             target = self._host(step, host)
             member = {"host": target, "cluster_hosts": host.get("cluster_hosts")}
-            outcome = self._lifecycle(step.node, [tuple(w) for w in recorded["work"]], (),
-                                      {step.index: member})[step.index]
+            work = [tuple(w) for w in recorded["work"]]
+            secrets = {text for (_, _, inputs), names in zip(
+                work, recorded.get("secret_inputs") or [[] for _ in work])
+                for name in names for text in _texts(inputs.get(name))}
+            outcome = self._lifecycle(step.node, work, (), {step.index: member},
+                                      secrets=frozenset(secrets))[step.index]
             if isinstance(outcome, Exception):
                 raise outcome
         path.unlink(missing_ok=True)
@@ -290,7 +321,8 @@ class AnsibleConfigurator(Configurator):
         set_stats outputs."""
         on_source = operation.name in SOURCE_SIDE
         where = source_host if on_source else target_host
-        extravars = evaluate_inputs(operation.inputs, lookup or self.lookup)
+        secrets: set = set()
+        extravars = evaluate_inputs(operation.inputs, lookup or self.lookup, secrets)
         extravars.update(
             source=relationship.source, target=relationship.target,
             source_host=host_name(source_host), target_host=host_name(target_host),
@@ -302,8 +334,13 @@ class AnsibleConfigurator(Configurator):
                                [where], data_dir=self.data_dir, operation=label,
                                extravars=extravars, logs_dir=self.logs_dir,
                                node=f"{relationship.source}->{relationship.target}",
-                               timeout=self.timeout)
+                               timeout=self.timeout, secrets=frozenset(secrets))
         return result.outputs
 
     def estimate(self, site_options: dict) -> float:
         return float((site_options.get("latency") or {}).get("configure", 60) or 60)
+
+
+def _texts(value) -> set[str]:
+    """The texts of a recorded (plain) secret input, as ``secret_texts`` finds them."""
+    return secret_texts(taint(value))

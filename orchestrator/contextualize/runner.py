@@ -19,6 +19,7 @@ from pathlib import Path
 from orchestrator import resources
 from orchestrator.contextualize.inventory import build_inventory, host_name
 from orchestrator.errors import ContextualizationError
+from orchestrator.tosca.secret import redact
 
 FAILED_EVENTS = ("runner_on_failed", "runner_on_unreachable")
 _LOG_LOCK = threading.Lock()
@@ -132,6 +133,21 @@ def _failure(event: dict) -> tuple[str, str, str]:
     return str(data.get("host") or "?"), str(data.get("task") or "?"), message
 
 
+def _redact(result: OperationResult, secrets) -> None:
+    """Take the operation's secrets out of everything the run printed (a playbook may show
+    an input: ``debug: var=db_password``) before it is logged, raised or recorded."""
+    if not secrets:
+        return
+    result.stdout = redact(result.stdout, secrets)
+    result.host_logs = {h: redact(t, secrets) for h, t in result.host_logs.items()}
+    result.failures = {h: (redact(task, secrets), redact(message, secrets))
+                       for h, (task, message) in result.failures.items()}
+    for events in result.events.values():
+        for event in events:
+            if isinstance(event.get("stdout"), str):
+                event["stdout"] = redact(event["stdout"], secrets)
+
+
 def _write_logs(logs_dir: Path | None, hosts: list[dict], operation: str,
                 result: OperationResult) -> None:
     """Append each host's part of the run to ``<logs_dir>/<host>.log``."""
@@ -183,10 +199,10 @@ def run_playbook(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pat
                  operation: str = "Standard.configure", extravars: dict | None = None,
                  logs_dir: str | Path | None = None, group_vars: dict | None = None,
                  timeout: int | None = None, check: bool = False,
-                 roles_path: tuple = ()) -> OperationResult:
+                 roles_path: tuple = (), secrets=frozenset()) -> OperationResult:
     """Run ``playbook`` on ``hosts`` in one ansible-runner run and report what happened
-    on each host (``failures``, ``host_outputs``, ``host_logs``); raises nothing for a
-    failed host (see ``run_operation``)."""
+    on each host (``failures``, ``host_outputs``, ``host_logs``, with every text of
+    ``secrets`` masked); raises nothing for a failed host (see ``run_operation``)."""
     import ansible_runner  # lazily: the `ansible` extra
 
     playbook = Path(playbook).resolve()
@@ -206,6 +222,7 @@ def run_playbook(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pat
         stdout_file = Path(run.config.artifact_dir) / "stdout"
         stdout = stdout_file.read_text(errors="replace") if stdout_file.exists() else ""
         result = _collect(run, operation, stdout, {host_name(h) for h in hosts})
+        _redact(result, secrets)
     finally:
         shutil.rmtree(private, ignore_errors=True)
         _remove_control_dir_if_empty()
@@ -235,14 +252,16 @@ def run_operation(playbook: str | Path, hosts: list[dict], *, data_dir: str | Pa
                   operation: str = "Standard.configure", extravars: dict | None = None,
                   logs_dir: str | Path | None = None, node: str | None = None,
                   group_vars: dict | None = None, timeout: int | None = None,
-                  check: bool = False, roles_path: tuple = ()) -> OperationResult:
+                  check: bool = False, roles_path: tuple = (),
+                  secrets=frozenset()) -> OperationResult:
     """Run ``playbook`` on ``hosts``; raise ContextualizationError when any host fails.
 
     The error message names the node, the operation, the failed task and Ansible's message.
     """
     result = run_playbook(playbook, hosts, data_dir=data_dir, operation=operation,
                           extravars=extravars, logs_dir=logs_dir, group_vars=group_vars,
-                          timeout=timeout, check=check, roles_path=roles_path)
+                          timeout=timeout, check=check, roles_path=roles_path,
+                          secrets=secrets)
     label = node or ", ".join(sorted({str(h.get("node")) for h in hosts}))
     error = run_failure(result, label)
     if error is not None:

@@ -69,14 +69,15 @@ def make_lookup(rows, topology: Topology):
             if target is not None:  # [SELF, requirement, attribute...]: the target's
                 node, path = target, path[1:]
             value = attribute_of(rows, topology, node, path)
-            return taint(value) if _secret_path(path) else value
+            return taint(value) if _secret_attribute(rows, topology, node, path) else value
         if ref.function == "get_operation_output":
             _, interface, operation, output = ref.args
             for row in _instances(rows, ref.node):
                 outputs = (row.attributes or {}).get("operation_outputs", {})
                 value = outputs.get(f"{interface}.{operation}", {}).get(output)
+                marked = (row.attributes or {}).get(SECRET_ATTRIBUTES) or ()
                 if value is not None:
-                    return taint(value) if is_secret(output) else value
+                    return taint(value) if is_secret(output) or output in marked else value
             return None
         return None
 
@@ -86,6 +87,24 @@ def make_lookup(rows, topology: Topology):
 def _secret_path(path: list) -> bool:
     """An attribute (or a key into one) named like a secret: ``admin_password``."""
     return any(isinstance(step, str) and is_secret(step) for step in path)
+
+
+#: in a row's attributes: those of its attributes that hold a secret (the configurator marks
+#: the operation outputs that have a secret of the operation's inputs in them)
+SECRET_ATTRIBUTES = "secret_attributes"
+
+
+def _secret_attribute(rows, topology: Topology, node: str, path: list) -> bool:
+    """The attribute is secret: named like one, declared secret by the node's type, or
+    marked secret at run time on one of the node's instances."""
+    if _secret_path(path):
+        return True
+    name = path[0] if path else None
+    declared = topology.nodes.get(node) if isinstance(topology.nodes, dict) else None
+    if name in getattr(declared, "secret_attributes", ()):
+        return True
+    return any(name in ((row.attributes or {}).get(SECRET_ATTRIBUTES) or ())
+               for row in _instances(rows, node))
 
 
 def resolve_outputs(topology: Topology, rows) -> dict:

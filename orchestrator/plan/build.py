@@ -24,6 +24,8 @@ from orchestrator.plan.model import (
     critical_path,
 )
 from orchestrator.topology.model import Node, Topology
+from orchestrator.tosca.functions import Deferred
+from orchestrator.tosca.secret import tainted, untaint
 from orchestrator.tosca.values import scalar_to
 
 INFRA_KINDS = ("network", "volume", "port", "compute")
@@ -44,9 +46,41 @@ class Existing:
     attributes: dict
 
 
-def digest(data) -> str:
+def digest(data, fingerprint: Callable[[object], str] | None = None) -> str:
+    """A short sha256 of plain data. Secret values in it enter only through ``fingerprint``,
+    a keyed digest (the sealing key's, by default), so the digest changes when a secret does
+    but cannot be checked against guesses of it."""
+    if tainted(data):
+        data = _fingerprinted(data, fingerprint or user_key_fingerprint())
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fingerprinted(value, fingerprint):
+    if isinstance(value, dict):
+        return {k: _fingerprinted(v, fingerprint) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_fingerprinted(v, fingerprint) for v in value]
+    if tainted(value):  # a secret, or a function of one (a Deferred over a secret)
+        plain = value.to_json() if isinstance(value, Deferred) else value
+        return {"secret": fingerprint(untaint(plain))}
+    return value
+
+
+def user_key_fingerprint() -> Callable[[object], str]:
+    """Fingerprints with the key this user's processes (and a service on this machine) seal
+    with (``sealing.default_sealer``), read on first use."""
+    sealer = None
+
+    def fingerprint(value) -> str:
+        nonlocal sealer
+        if sealer is None:
+            from orchestrator.sealing import default_sealer
+
+            sealer = default_sealer()
+        return sealer.fingerprint(value)
+
+    return fingerprint
 
 
 def follow_map(topology: Topology) -> dict[str, str | None]:
@@ -106,9 +140,10 @@ def _kind(node: Node) -> str:
             "port": "port"}.get(node.kind, "software")
 
 
-def desired(topology: Topology, placement: Placement,
-            existing: list[Existing]) -> dict[Key, dict]:
+def desired(topology: Topology, placement: Placement, existing: list[Existing],
+            fingerprint: Callable[[object], str] | None = None) -> dict[Key, dict]:
     """(node, index, kind) -> spec, for every resource the topology wants."""
+    fingerprint = fingerprint or user_key_fingerprint()
     indexes = {n.name: compute_indexes(n, existing) for n in topology.compute_nodes()}
     follows = follow_map(topology)
     result: dict[Key, dict] = {}
@@ -117,13 +152,13 @@ def desired(topology: Topology, placement: Placement,
         kind = _kind(node)
         follow = follows[name]
         site = placement.site_of(follow or name)
-        spec = _spec(node, kind, placement, site)
+        spec = _spec(node, kind, placement, site, fingerprint)
         if kind == "software" and not node.operations and node.kind == "other":
             continue
         for index in indexes.get(follow, [0]) if follow else [0]:
             result[(name, index, kind)] = spec
         if kind == "compute" and _configures_itself(node):
-            software = _spec(node, "software", placement, site)
+            software = _spec(node, "software", placement, site, fingerprint)
             for index in indexes.get(name, [0]):
                 result[(name, index, "software")] = software
     for rel in topology.relationships:  # a volume attached to each of its server's instances
@@ -149,7 +184,8 @@ def _configures_itself(node: Node) -> bool:
         op.implementation for op in node.operations)
 
 
-def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict:
+def _spec(node: Node, kind: str, placement: Placement, site: str | None,
+          fingerprint: Callable[[object], str] | None = None) -> dict:
     if kind == "compute":
         placed = placement.nodes.get(node.name)
         req = node.compute
@@ -168,11 +204,11 @@ def _spec(node: Node, kind: str, placement: Placement, site: str | None) -> dict
                 else None, "volume_type": node.properties.get("volume_type") or
                 node.properties.get("type")}
     if kind in ("network", "port"):  # the settings a provider acts on, and a digest of all
-        return {"site": site, "properties": digest(node.properties),
+        return {"site": site, "properties": digest(node.properties, fingerprint),
                 **{k: node.properties[k] for k in NETWORK_SETTINGS
                    if node.properties.get(k) is not None}}
-    return {"site": site, "properties": digest(node.properties),
-            "operations": digest([o.to_dict() for o in node.operations]),
+    return {"site": site, "properties": digest(node.properties, fingerprint),
+            "operations": digest([o.to_dict() for o in node.operations], fingerprint),
             **({"implementation": node.implementation} if node.implementation else {})}
 
 
@@ -235,8 +271,10 @@ def build_plan(topology: Topology, placement: Placement, existing: list[Existing
                estimate: Callable[[str | None, str, str], float],
                inputs: dict | None = None, sites_file: str | None = None,
                deployment_id: str | None = None,
-               remote_imports: dict[str, str] | None = None) -> Plan:
-    wanted = desired(topology, placement, existing)
+               remote_imports: dict[str, str] | None = None,
+               fingerprint: Callable[[object], str] | None = None) -> Plan:
+    """The plan; ``fingerprint`` digests secrets in the specs (keyed: see ``digest``)."""
+    wanted = desired(topology, placement, existing, fingerprint)
     have = {(e.node, e.index, e.kind): e for e in existing}
     position = {name: i for i, name in enumerate(topology.order)}
     changed_hosts: set[tuple[str, int]] = set()
@@ -254,6 +292,7 @@ def build_plan(topology: Topology, placement: Placement, existing: list[Existing
         if kind == "compute" and action in (CREATE, REPLACE):
             changed_hosts.add((node, index))
         actions[key] = (action, reason)
+    _reattach(wanted, actions)
     steps = _forward_steps(topology, wanted, actions, estimate)
     steps = _delete_steps(topology, wanted, have, estimate) + steps
     ids = tuple(s.id for s in steps)
@@ -264,6 +303,23 @@ def build_plan(topology: Topology, placement: Placement, existing: list[Existing
                 inputs=inputs or {}, sites_file=sites_file, deployment_id=deployment_id,
                 estimated_duration_s=critical_path(steps),
                 remote_imports=dict(remote_imports or {}))
+
+
+def _reattach(wanted: dict, actions: dict) -> None:
+    """An attachment follows its server and its volume: when either is created anew (lost
+    outside the orchestrator) or replaced, the new one is attached again."""
+    for key, (action, _) in list(actions.items()):
+        if key[2] != "attachment" or action not in (NOOP, UPDATE):
+            continue
+        spec, index = wanted[key], key[1]
+        volume = (spec["volume"], index, "volume")
+        if volume not in actions:  # one volume shared by every instance
+            volume = (spec["volume"], 0, "volume")
+        for other in ((spec["server"], index, "compute"), volume):
+            if actions.get(other, (NOOP,))[0] in (CREATE, REPLACE):
+                actions[key] = (CREATE, f"{other[2]} {other[0]}[{other[1]}] is new or "
+                                "replaced: attach again")
+                break
 
 
 def step_id(action: str, kind: str, node: str, index: int) -> str:

@@ -240,7 +240,11 @@ class _Builder:
             capabilities=dict(node.capabilities), operations=ops,
             artifacts=to_plain(node.artifacts), host=self.t.host_of(node.name),
             compute=self.compute(node, rels) if kind == "compute" else None,
-            file=node.loc.file, line=node.loc.line, implementation=node.implementation)
+            file=node.loc.file, line=node.loc.line, implementation=node.implementation,
+            secret_attributes=tuple(sorted(
+                name for name, schema in self.registry.attributes("node_types",
+                                                                  node.type).items()
+                if is_secret(name, schema))))
 
     def inputs(self) -> tuple[InputSpec, ...]:
         result = []

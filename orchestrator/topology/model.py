@@ -148,6 +148,8 @@ class Node(_Serialisable):
     line: int = 0
     #: "native: <type>" when its operations are our playbooks standing in for the type's own
     implementation: str | None = None
+    #: attributes its type declares secret (metadata secret: true, or a secret-looking name)
+    secret_attributes: tuple[str, ...] = ()
 
     def is_a(self, type_name: str) -> bool:
         return type_name in self.types

@@ -1,16 +1,16 @@
 """Masking of secrets (passwords, tokens, keys, credentials) in anything shown to users."""
 from __future__ import annotations
 
-from orchestrator.tosca.secret import SECRET_NAME, Secret, is_secret, tainted
+from orchestrator.tosca.secret import SECRET_NAME, Secret, SecretValue, is_secret, tainted
 
 MASK = "******"
 
 
 def mask(value, secret_values: frozenset = frozenset()):
     """Copy of plain data with values under secret-looking keys, values computed from a
-    secret (:class:`Secret`) and known secret values (also inside a longer text) replaced
-    by a mask."""
-    if isinstance(value, Secret):
+    secret (a :class:`SecretValue`) and known secret values (also inside a longer text)
+    replaced by a mask."""
+    if isinstance(value, SecretValue):
         return MASK
     if isinstance(value, dict):
         out = {}
@@ -61,4 +61,5 @@ def mask_topology(data: dict) -> dict:
     return result
 
 
-__all__ = ["MASK", "SECRET_NAME", "Secret", "is_secret", "mask", "mask_topology", "tainted"]
+__all__ = ["MASK", "SECRET_NAME", "Secret", "SecretValue", "is_secret", "mask", "mask_topology",
+           "tainted"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from orchestrator.diagnostics import Diagnostics, Location, Severity, did_you_mean
-from orchestrator.tosca.secret import keep_taint
+from orchestrator.tosca.secret import SecretBool, keep_taint
 from orchestrator.tosca.yamlsource import Mapping, Sequence, where
 
 STATIC = {"get_input", "get_property", "concat", "join", "token", "get_nodes_of_type"}
@@ -385,7 +385,7 @@ def _all_keys(path) -> bool:
 
 
 def _text(value) -> str:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, SecretBool)):
         return "true" if value else "false"
     return str(value)
 

@@ -16,6 +16,7 @@ from toscaparser.elements import scalarunit as tp_scalar
 
 from orchestrator.diagnostics import Diagnostics, Location, did_you_mean
 from orchestrator.tosca import versions
+from orchestrator.tosca.secret import SecretValue, taint
 from orchestrator.tosca.types import PRIMITIVE_TYPES, TypeRegistry
 from orchestrator.tosca.yamlsource import where
 
@@ -143,6 +144,8 @@ class Checker:
         return self._check_complex(value, datatype.name, name, loc)
 
     def _check_primitive(self, value, type_name: str, schema: dict, name: str, loc: Location):
+        if isinstance(value, SecretValue):  # checked as its plain value, and stays secret
+            return taint(self._check_primitive(value.reveal(), type_name, schema, name, loc))
         if type_name == "string":
             if isinstance(value, bool):  # `default: true` where a string is declared
                 text = "true" if value else "false"

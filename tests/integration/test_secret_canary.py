@@ -23,7 +23,9 @@ from tests.integration import api_server as support
 pytestmark = pytest.mark.slow
 CANARY = "canary-4b1d9e7a2f"  # db_password (secret by its name)
 CANARY_KEY = "canary-key-83c5e0"  # dbkey (secret by metadata)
-CANARIES = (CANARY, CANARY_KEY)
+CANARY_PIN = 9173528046  # pin: a secret integer (by metadata)
+CANARY_LOGIN = "canary-map-9d2a71"  # creds: a secret map (by metadata)
+CANARIES = (CANARY, CANARY_KEY, str(CANARY_PIN), CANARY_LOGIN)
 
 BODY = """
 node_types:
@@ -35,6 +37,8 @@ topology_template:
   inputs:
     db_password: {type: string}
     dbkey: {type: string, metadata: {secret: true}}
+    pin: {type: integer, metadata: {secret: true}}
+    creds: {type: map, entry_schema: {type: string}, metadata: {secret: true}}
   node_templates:
     vm:
       type: orchestrator.nodes.Compute
@@ -52,6 +56,8 @@ topology_template:
             implementation: marker.yml
             inputs:
               dsn: {concat: ["postgres://admin:", {get_input: dbkey}, "@db/x"]}
+              pin: {get_input: pin}
+              creds: {get_input: creds}
   outputs:
     password: {value: {get_input: db_password}}
     dsn: {value: {concat: ["dsn=", {get_input: db_password}]}}
@@ -59,9 +65,13 @@ topology_template:
     address_key: {value: {concat: [{get_attribute: [vm, private_address]}, ":",
                                    {get_input: dbkey}]}}
     address: {value: {get_attribute: [vm, private_address]}}
+    pin: {value: {get_input: pin}}
+    pin_url: {value: {concat: ["pin=", {get_input: pin}]}}
+    creds: {value: {get_input: creds}}
 """
 SECRET_OUTPUTS = {"password": CANARY, "dsn": f"dsn={CANARY}",
-                  "connection": f"postgres://admin:{CANARY}@db/x"}
+                  "connection": f"postgres://admin:{CANARY}@db/x", "pin": CANARY_PIN,
+                  "pin_url": f"pin={CANARY_PIN}", "creds": {"login": CANARY_LOGIN}}
 
 
 def _leaks(text) -> list[str]:
@@ -99,7 +109,8 @@ def local(tmp_path_factory):
                                 capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
         return result
 
-    sets = ["--set", f"db_password={CANARY}", "--set", f"dbkey={CANARY_KEY}"]
+    sets = ["--set", f"db_password={CANARY}", "--set", f"dbkey={CANARY_KEY}",
+            "--set", f"pin={CANARY_PIN}", "--set", f'creds={{"login": "{CANARY_LOGIN}"}}']
     deployed = cli("deploy", template, "--name", "canary", "--yes", *sets)
     assert deployed.returncode == 0, deployed.stderr
     return cli, template, sets, tmp, deployed
@@ -166,7 +177,8 @@ def deployed(server, issuer):
     with support.client(server, issuer.token("alice", groups=["physics"])) as alice:
         response = alice.post("/v1/deployments", json={
             "name": "canary", "template": support.template_text(BODY), "group": "physics",
-            "inputs": {"db_password": CANARY, "dbkey": CANARY_KEY}})
+            "inputs": {"db_password": CANARY, "dbkey": CANARY_KEY, "pin": CANARY_PIN,
+                       "creds": {"login": CANARY_LOGIN}}})
         assert response.status_code == 202, response.text
         record = support.wait_for(alice, response.json()["id"])
         assert record["status"] == "deployed", record
