@@ -348,7 +348,8 @@ class Orchestrator(Reading, Changes):
                               self.on_event,
                               ssh_public_key=self._deployment_key(record.id, plan),
                               workdir=str(resources.deployment_dir(record.id)),
-                              seal=lambda values: self._sealer().seal(values))
+                              seal=lambda values: self._sealer().seal(values),
+                              open_sealed=lambda token: self._sealer().open(token))
             options = ExecutorOptions(**{**self.options.__dict__, "keep_failed": keep_failed})
             run = execute(ctx, plan, options)
             self.store.bump_serial(record.id)

@@ -5,12 +5,14 @@ The engine never knows which provider it drives: it only calls the Provider inte
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from orchestrator.engine import failover as _failover
 from orchestrator.engine.outputs import make_lookup, resolve_outputs, split_outputs
+from orchestrator.engine.sealed_attributes import SEALED, open_attributes, seal_attributes
 from orchestrator.errors import OrchestratorError, ProviderError
 from orchestrator.plan.model import CONFIGURE, CREATE, DELETE, NOOP, REPLACE, UPDATE, Plan, Step
 from orchestrator.providers.base import ACTIVE, Provider, Resource, ResourceSpec
@@ -75,6 +77,8 @@ class StepContext:
     #: seals the outputs computed from secrets (a dict -> its sealed text); without one
     #: they are kept masked only
     seal: Callable[[dict], str] | None = None
+    #: opens what ``seal`` sealed: the secret attributes a resumed run needs again
+    open_sealed: Callable[[str], dict] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rows: dict | None = None
     _together: dict | None = None
@@ -97,15 +101,27 @@ class StepContext:
     def _cache(self) -> dict:
         with self._lock:
             if self._rows is None:
-                self._rows = {(r.node, r.index, r.kind): r
+                self._rows = {(r.node, r.index, r.kind): self._opened(r)
                               for r in self.store.resources(self.deployment_id)}
             return self._rows
 
     def record(self, step: Step, **fields):
+        """Store the step's row (secret attributes sealed) and keep it, opened, for the
+        run's own lookups."""
+        if fields.get("attributes"):
+            fields["attributes"] = seal_attributes(fields["attributes"], self.seal, MASK)
         row = self.store.upsert_resource(self.deployment_id, step.node, step.index, step.kind,
                                          **fields)
+        row = self._opened(row)
         self._cache()[(step.node, step.index, step.kind)] = row
         return row
+
+    def _opened(self, row):
+        attributes = getattr(row, "attributes", None)
+        if not isinstance(attributes, dict) or SEALED not in attributes:
+            return row
+        return dataclasses.replace(row, attributes=open_attributes(attributes,
+                                                                   self.open_sealed))
 
     def forget(self, node: str, index: int, kind: str) -> None:
         self.store.delete_resource(self.deployment_id, node, index, kind)
