@@ -17,6 +17,15 @@ class Reading:
     def list(self):
         return self.store.list_deployments(owner=self.owner)
 
+    def ssh_targets(self, name: str):
+        """How to reach each server of deployment ``name`` over SSH (``access.SshTarget``)
+        with the deployment's key, which stays in the caller's own data folder."""
+        from orchestrator.access import ssh_targets
+
+        record = self.deployment(name)
+        return ssh_targets(record.name, self.store.resources(record.id),
+                           resources.deployment_dir(record.id) / "ssh")
+
     def status(self, name: str) -> dict:
         record = self.deployment(name)
         return {"deployment": record.to_dict() | {"plan": None},

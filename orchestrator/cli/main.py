@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
 
 from orchestrator.cli import lifecycle  # noqa: E402,F401  (registers the lifecycle commands)
 from orchestrator.cli import changes  # noqa: E402,F401  (registers update and scale)
+from orchestrator.cli import access  # noqa: E402,F401  (registers ssh and ssh-config)
 from orchestrator.cli import serve  # noqa: E402,F401  (registers `orchestrator serve`)
 if os.environ.get("ORCHESTRATOR_URL", "").strip():  # remote mode: talk to a server
     from orchestrator.cli import remote

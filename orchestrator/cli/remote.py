@@ -274,7 +274,20 @@ def scale(args):
                                "the template takes the count from an input")
 
 
+def _local_only(name: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True},
+                   add_help_option=False)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args):
+        raise click.ClickException(
+            f"`orchestrator {name}` reaches deployments made from this machine (their key "
+            "stays in its data folder); with ORCHESTRATOR_URL set, the server keeps the key "
+            "of its deployments: unset ORCHESTRATOR_URL for your local ones")
+    return command
+
+
 def install(group: click.Group) -> None:
     """Replace the local lifecycle commands of ``group`` by their remote versions."""
-    for command in (deploy, update, delete, list_, status, outputs, logs, scale):
+    for command in (deploy, update, delete, list_, status, outputs, logs, scale,
+                    _local_only("ssh"), _local_only("ssh-config")):
         group.add_command(command)
