@@ -1,5 +1,7 @@
 """Deployment lifecycle: plan, apply, deploy, resume, update, delete (reading status,
-outputs and events: orchestrator.reading).
+outputs and events: orchestrator.reading; update and scale: orchestrator.changes;
+refreshing the state from the clouds: orchestrator.refreshing; which configurator runs
+a step: orchestrator.configurators).
 
 ``Orchestrator`` is what the front ends call (through orchestrator.service). It ties
 the front end, placement, plans, the state store, the providers and the engine together,
@@ -16,12 +18,13 @@ from typing import Callable, Iterable
 
 from orchestrator import resources, sshkeys
 from orchestrator.changes import Changes, carried_scaling, scale_topology
+from orchestrator.configurators import BySite
 from orchestrator.engine import Configurator, ExecutorOptions, RunResult, StepContext, execute
 from orchestrator.errors import OrchestratorError, PlacementError, StalePlanError, TemplateError
 from orchestrator.placement import place, usage_of
 from orchestrator.plan import CONFIGURE, Existing, Plan, build_plan, digest
-from orchestrator.providers.base import ACTIVE, DELETED, TAG_INDEX, TAG_KIND, TAG_NODE
 from orchestrator.reading import Reading
+from orchestrator.refreshing import Refreshing
 from orchestrator.topology.secrets import MASK
 from orchestrator.tosca import LoadOptions
 from orchestrator.validation import require_inputs, validate
@@ -40,39 +43,7 @@ class ApplyResult:
     run: RunResult
 
 
-class BySite(Configurator):
-    """Ansible for the software on sites reached over SSH, another configurator for the
-    rest (a plan that spans such a site and a test cloud)."""
-
-    def __init__(self, over_ssh: set, ansible: Configurator, other: Configurator):
-        self.over_ssh, self.ansible, self.other = over_ssh, ansible, other
-
-    def _for(self, step) -> Configurator:
-        return self.ansible if step.site in self.over_ssh else self.other
-
-    def configure(self, step, topology, host, site_options):
-        return self._for(step).configure(step, topology, host, site_options)
-
-    def unconfigure(self, step, topology, site_options, host_for=None):
-        return self._for(step).unconfigure(step, topology, site_options, host_for)
-
-    def run_relationship(self, relationship, operation, source_host, target_host,
-                         topology=None, lookup=None):
-        run = getattr(self.ansible, "run_relationship", None)
-        if run is None or source_host.get("site") not in self.over_ssh:
-            return {}
-        return run(relationship, operation, source_host, target_host, topology, lookup)
-
-    def estimate(self, site_options):
-        return self.ansible.estimate(site_options)
-
-
-#: kinds some providers keep as records only (attachments, ports, networks made
-#: implicitly) and do not list in ``find()``
-UNLISTED_KINDS = ("attachment", "network", "port")
-
-
-class Orchestrator(Reading, Changes):
+class Orchestrator(Reading, Changes, Refreshing):
     def __init__(self, db: str | None = None, sites: str | None = None, owner: str = "local",
                  on_event: Callable[[dict], None] | None = None,
                  options: ExecutorOptions | None = None,
@@ -243,51 +214,6 @@ class Orchestrator(Reading, Changes):
             return float(self.provider(site).estimate(kind, action))
         except OrchestratorError:
             return 0.0
-
-    def _existing(self, record) -> list[Existing]:
-        return [Existing(r.node, r.index, r.kind, r.site, r.provider_id, r.status, r.spec or {},
-                         r.attributes or {}) for r in self.store.resources(record.id)]
-
-    def refresh(self, record) -> list[Existing]:
-        """Ask the providers what really exists, so drift shows up in the next plan."""
-        rows = self.store.resources(record.id)
-        sites = {r.site for r in rows if r.site and r.kind != "software"}
-        for site in sorted(sites):
-            try:
-                found = {(r.tags.get(TAG_NODE), int(r.tags.get(TAG_INDEX, 0)),
-                          r.tags.get(TAG_KIND)): r for r in self.provider(site).find(record.id)}
-            except OrchestratorError as exc:
-                self.store.add_event(record.id, "refresh-failed", f"site {site}: {exc}",
-                                     level="warning")
-                continue
-            listed = {kind for _, _, kind in found}
-            for row in rows:
-                if row.site != site or row.kind == "software":
-                    continue
-                if row.kind in UNLISTED_KINDS and row.kind not in listed:
-                    continue  # a provider that does not list these cannot show their drift
-                resource = found.pop((row.node, row.index, row.kind), None)
-                if resource is None:
-                    if row.provider_id and row.status != DELETED:
-                        self.store.upsert_resource(record.id, row.node, row.index, row.kind,
-                                                   status=DELETED)
-                        self.store.add_event(record.id, "drift", f"{row.node}[{row.index}] "
-                                             f"({row.kind}) no longer exists on site {site}",
-                                             level="warning")
-                    continue
-                self.store.upsert_resource(
-                    record.id, row.node, row.index, row.kind, provider_id=resource.provider_id,
-                    status=resource.status if row.status != "creating" or resource.status
-                    != ACTIVE else "creating", attributes=dict(resource.attributes))
-            for (node, index, kind), resource in found.items():  # tagged as ours, not in state
-                self.store.upsert_resource(record.id, node, index, kind, site=site,
-                                           provider_id=resource.provider_id,
-                                           status=resource.status,
-                                           attributes=dict(resource.attributes), spec={})
-                self.store.add_event(record.id, "adopted", f"found {node}[{index}] ({kind}) "
-                                     f"tagged for this deployment on site {site}",
-                                     level="warning")
-        return self._existing(record)
 
     # -- applying -------------------------------------------------------------------------------
     def apply(self, plan: Plan, input_files: Iterable[str] = (), sets: Iterable[str] = (),
