@@ -9,6 +9,7 @@ made for each node is recorded on it and shown in the plan.
 from __future__ import annotations
 
 import functools
+import os
 
 from orchestrator import resources
 from orchestrator.diagnostics import Diagnostics
@@ -21,7 +22,10 @@ FILE = "native.yaml"
 
 
 @functools.lru_cache(maxsize=4)
-def _table(path: str) -> dict:
+def _table(folder: str) -> dict:
+    path = f"{folder}/{FILE}"
+    if not os.path.isfile(path):
+        return {}
     diagnostics = Diagnostics()
     text = read_text(path, diagnostics)
     data = load_yaml(text, path, diagnostics) if text is not None else None
@@ -34,15 +38,13 @@ def _table(path: str) -> dict:
 
 
 def table() -> dict:
-    """Node type -> interfaces of its native implementation."""
-    path = resources.playbooks_dir() / FILE
-    return _table(str(path)) if path.is_file() else {}
+    """Node type -> interfaces of its native implementation (read once per folder)."""
+    return _table(str(resources.playbooks_dir()))
 
 
-def native_interfaces(chain: tuple[str, ...]) -> tuple[str, dict] | None:
+def native_interfaces(chain: tuple[str, ...], listed: dict) -> tuple[str, dict] | None:
     """(the type it is listed for, its interfaces) for a node type's ``chain`` (the type
-    and its ancestors, nearest first), or None when no type of it has one."""
-    listed = table()
+    and its ancestors, nearest first) in ``listed`` (``table()``), or None."""
     for type_name in chain:
         if type_name in listed:
             return type_name, listed[type_name]

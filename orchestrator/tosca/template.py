@@ -40,6 +40,7 @@ class Template(RequirementsMixin, SectionsMixin, EvaluationMixin):
     def __init__(self, docs: list[SourceDoc], diagnostics: Diagnostics,
                  implementation: str = native.NATIVE, allow_local: bool = False):
         self.implementation = implementation
+        self._native = native.table()  # read once per template, not per node
         self.allow_local = allow_local  # operations may name playbooks anywhere (local CLI)
         self.docs = docs
         self.diagnostics = diagnostics
@@ -195,7 +196,8 @@ class Template(RequirementsMixin, SectionsMixin, EvaluationMixin):
                             f"{canonical}", where(props, key, loc), node=name,
                             hint=did_you_mean(key, prop_defs))
         self._read_capabilities(node)
-        chosen = native.native_interfaces(self.registry.chain("node_types", canonical))
+        chosen = native.native_interfaces(self.registry.chain("node_types", canonical),
+                                          self._native)
         if chosen is not None:  # the plan names the choice for every node that has one
             node.implementation = f"{self.implementation}: {chosen[0]}"
             if self.implementation != native.NATIVE:

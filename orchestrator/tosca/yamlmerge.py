@@ -53,6 +53,12 @@ def kind(value) -> str:
     return "scalar"
 
 
+def _key_nodes(mapping: dict) -> list:
+    """A mapping's pairs as flatten_mapping sees them: a key node of its own per key."""
+    locs = getattr(mapping, "key_locs", None) or {}
+    return [(_KeyNode(key, value, locs.get(key)), None) for key, value in mapping.items()]
+
+
 class MergedPairs:
     """The key nodes of each mapping of one document, kept while it is being loaded."""
 
@@ -62,10 +68,7 @@ class MergedPairs:
     def of(self, mapping: dict) -> list:
         entry = self._pairs.get(id(mapping))
         if entry is None:
-            locs = getattr(mapping, "key_locs", None) or {}
-            pairs = [(_KeyNode(key, value, locs.get(key)), None)
-                     for key, value in mapping.items()]
-            entry = self._pairs[id(mapping)] = (mapping, pairs)  # keeps ``mapping`` alive
+            entry = self._pairs[id(mapping)] = (mapping, _key_nodes(mapping))  # keeps it alive
         return entry[1]
 
     def flatten(self, mapping: dict, merges: list) -> None:
@@ -74,7 +77,7 @@ class MergedPairs:
         node = MappingNode(_MAP, [])
         for value, line, column in merges:
             node.value.append((_MERGE_KEY, self._source(value, line, column)))
-        node.value.extend(self.of_explicit(mapping))
+        node.value.extend(_key_nodes(mapping))
         _CONSTRUCTOR.flatten_mapping(node)
         merged: dict = {}
         locs: dict = {}
@@ -86,10 +89,6 @@ class MergedPairs:
         mapping.update(merged)
         mapping.key_locs = locs
         self._pairs[id(mapping)] = (mapping, node.value)
-
-    def of_explicit(self, mapping: dict) -> list:
-        locs = mapping.key_locs
-        return [(_KeyNode(key, value, locs.get(key)), None) for key, value in mapping.items()]
 
     def _source(self, value, line: int, column: int):
         if isinstance(value, dict):

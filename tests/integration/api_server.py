@@ -71,6 +71,15 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def simulated_server(tmp: Path, issuer: str, **options):
+    """A server on a fresh SQLite state and a simulated site, stopped afterwards (for a
+    module-scoped fixture: ``yield from simulated_server(...)``)."""
+    running = start_server(tmp, db=f"sqlite:///{tmp / 'state.db'}",
+                           sites=simulated_sites(tmp), issuer=issuer, **options)
+    yield running
+    running.stop()
+
+
 def start_server(tmp: Path, *, db: str, sites: str, issuer: str | list[str], name: str = "server",
                  workers: int = 2, extra_env: dict | None = None,
                  api_workers: int = 1) -> Server:

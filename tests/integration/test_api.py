@@ -27,11 +27,7 @@ def issuer():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, issuer):
-    tmp = tmp_path_factory.mktemp("api")
-    running = support.start_server(tmp, db=f"sqlite:///{tmp / 'state.db'}",
-                                   sites=support.simulated_sites(tmp), issuer=issuer.url)
-    yield running
-    running.stop()
+    yield from support.simulated_server(tmp_path_factory.mktemp("api"), issuer.url)
 
 
 @pytest.fixture

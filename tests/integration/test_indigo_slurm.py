@@ -6,27 +6,24 @@ the site catalogue declares the Debian node image as serving that request."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import CORPUS, ROOT, require_corpus
-from tests.fixtures.roles.deployed import Deployed, require_podman_and_ansible
+from tests.conftest import CORPUS, require_corpus
+from tests.fixtures.roles.deployed import (Deployed, foreign_os_site,
+                                           require_podman_and_ansible)
 
 require_podman_and_ansible()
 pytestmark = pytest.mark.slow
 
 TEMPLATE = CORPUS / "indigo-tosca-templates" / "slurm_cluster.yaml"
-SITES = Path(ROOT) / "tests" / "fixtures" / "sites" / "local-foreign-os.yaml"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     require_corpus()
-    [site] = yaml.safe_load(SITES.read_text())["sites"]
     deployed = Deployed(tmp_path_factory.mktemp("indigo-slurm"), str(TEMPLATE), "slurm",
-                        ["wn_num=2"], site=site)
+                        ["wn_num=2"], site=foreign_os_site())
     try:
         assert deployed.applied.run.ok, deployed.failure()
         yield deployed

@@ -11,19 +11,14 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import CORPUS, ROOT, require_corpus
-from tests.fixtures.roles.deployed import Deployed, require_podman_and_ansible
+from tests.conftest import CORPUS, require_corpus
+from tests.fixtures.roles.deployed import (Deployed, foreign_os_site,
+                                           require_podman_and_ansible)
 
 require_podman_and_ansible()
 pytestmark = pytest.mark.slow
 
 TEMPLATE = CORPUS / "infn-tosca-templates" / "single-vm" / "single_vm.yaml"
-SITES = ROOT / "tests" / "fixtures" / "sites" / "local-foreign-os.yaml"
-
-
-def _site() -> dict:
-    [site] = yaml.safe_load(SITES.read_text())["sites"]
-    return site
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +37,7 @@ def vm(tmp_path_factory, alice):
               "os_user_ssh_public_key": alice.with_suffix(".pub").read_text().strip()}]
     deployed = Deployed(tmp_path_factory.mktemp("infn-vm"), str(TEMPLATE), "vm",
                         [f"users={yaml.safe_dump(users, default_flow_style=True).strip()}",
-                         "hostname=alicevm"], site=_site())
+                         "hostname=alicevm"], site=foreign_os_site())
     try:
         assert deployed.applied.run.ok, deployed.failure()
         yield deployed
@@ -81,7 +76,7 @@ def test_delete_leaves_nothing(vm):
 
 def test_the_default_inputs_deploy_too(tmp_path):
     require_corpus()
-    deployed = Deployed(tmp_path, str(TEMPLATE), "plain", [], site=_site())
+    deployed = Deployed(tmp_path, str(TEMPLATE), "plain", [], site=foreign_os_site())
     try:
         assert deployed.applied.run.ok, deployed.failure()
         assert deployed.orch.outputs("plain")["os_users"] is None
